@@ -1,0 +1,126 @@
+# FHV orchestration lab. `make` (or `make help`) lists every target.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DEFAULT_GOAL := help
+
+# Every path is anchored at the folder holding this Makefile, so `make -C lab ...`
+# and `make -f lab/Makefile ...` behave exactly like `make` inside the checkout.
+ROOT := $(patsubst %/,%,$(dir $(realpath $(lastword $(MAKEFILE_LIST)))))
+ifneq ($(words $(ROOT)),1)
+$(error the lab's path "$(ROOT)" contains spaces; clone it into a folder without spaces)
+endif
+
+# ---- knobs (override on the command line or in the environment) -------------------
+PYTHON        ?= python3                 # interpreter used to create .venv (>= 3.11)
+UV_VERSION    ?= 0.13.9                  # uv fetched from PyPI when none is on PATH
+DATE          ?= 2021-08-15              # run date: trains on DATE-2 months, validates on DATE-1
+MONTHS        ?=                         # explicit months for `make data`, e.g. "2021-01 2021-02"
+FORCE         ?= 0                       # 1 = download again even when a valid file is present
+DATA_URL      ?= https://d37ci6vzurychx.cloudfront.net/trip-data  # where fhv_tripdata_YYYY-MM.parquet lives
+DATA_DIR      ?= $(ROOT)/data            # downloaded months
+ARTIFACTS_DIR ?= $(ROOT)/artifacts       # model-, dv-, metrics-{DATE}.*
+PREFECT_HOME  ?= $(ROOT)/env/prefect     # the lab's Prefect home: profile, database, storage
+PYTEST_ARGS   ?=                         # extra pytest arguments, e.g. PYTEST_ARGS="-k download -x"
+
+# Strip the comments' leading blanks that `?=` keeps on the right-hand side.
+PYTHON        := $(strip $(PYTHON))
+UV_VERSION    := $(strip $(UV_VERSION))
+DATE          := $(strip $(DATE))
+MONTHS        := $(strip $(MONTHS))
+FORCE         := $(strip $(FORCE))
+DATA_URL      := $(strip $(DATA_URL))
+DATA_DIR      := $(abspath $(strip $(DATA_DIR)))
+ARTIFACTS_DIR := $(abspath $(strip $(ARTIFACTS_DIR)))
+PREFECT_HOME  := $(abspath $(strip $(PREFECT_HOME)))
+PYTEST_ARGS   := $(strip $(PYTEST_ARGS))
+
+VENV   := $(ROOT)/.venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.lab-stamp
+TOOLS  := $(ROOT)/.tools
+UV     := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+
+# Everything a recipe starts sees the lab's locations and runs offline-friendly.
+export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT := false
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export PYTHONDONTWRITEBYTECODE := 1
+
+##@ Getting started
+.PHONY: help
+help: ## show this list of targets (the default goal)
+	@awk 'BEGIN {FS = ":.*## "} \
+	  /^##@/ {printf "\n%s\n", substr($$0, 5); next} \
+	  /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@printf '\nKnobs (VAR=value on the command line): DATE=%s PREFECT_HOME=%s\n' '$(DATE)' '$(PREFECT_HOME)'
+
+.PHONY: setup
+setup: $(STAMP) hooks ## install everything: check Python, get uv, build .venv from uv.lock, git hooks
+	@$(VPY) -c 'import platform; from importlib.metadata import version; print("setup: ready (Python", platform.python_version() + ", Prefect", version("prefect") + ")")'
+
+# The stamp is written last: an interrupted setup leaves no stamp, so the next run redoes it.
+$(STAMP): $(ROOT)/pyproject.toml $(ROOT)/uv.lock | python-check $(UV)
+	@echo "setup: syncing $(VENV) from uv.lock"
+	@cd $(ROOT) && $(UV) sync --locked --python $(PYTHON) --quiet \
+	  || { echo "setup: could not install the locked packages (is the package registry reachable? see the lines above)" >&2; exit 1; }
+	@touch $@
+
+.PHONY: python-check
+python-check:
+	@command -v $(PYTHON) >/dev/null \
+	  || { echo "setup: '$(PYTHON)' not found; install Python >= 3.11 or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+	  || { echo "setup: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); the lab needs >= 3.11 (Prefect 3.9 does): pass PYTHON=python3.11 or newer" >&2; exit 1; }
+
+$(TOOLS)/bin/uv: | python-check
+	@echo "setup: uv not on PATH; installing uv $(UV_VERSION) from PyPI into $(TOOLS)"
+	@rm -rf $(TOOLS)
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" \
+	  || { rm -rf $(TOOLS); echo "setup: could not install uv from PyPI (is the package registry reachable?)" >&2; exit 1; }
+
+.PHONY: hooks
+hooks: | $(STAMP)
+	@if ! git -C $(ROOT) rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  echo "setup: not a git checkout; skipping pre-commit hooks"; \
+	elif [ -n "$$(git -C $(ROOT) config --get core.hooksPath || true)" ]; then \
+	  echo "setup: git core.hooksPath is set; skipping pre-commit install (run it yourself if you want the hooks)"; \
+	elif [ ! -f "$$(git -C $(ROOT) rev-parse --absolute-git-dir)/hooks/pre-commit" ]; then \
+	  cd $(ROOT) && $(VENV)/bin/pre-commit install --install-hooks >/dev/null && echo "setup: pre-commit hook installed"; \
+	fi
+
+##@ Checks
+.PHONY: test
+test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
+	cd $(ROOT) && $(VPY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: $(STAMP) ## run only the unit tests (seconds; no servers)
+	cd $(ROOT) && $(VPY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## check only: ruff lint, ruff format --check, uv.lock matches pyproject.toml
+	cd $(ROOT) && $(VENV)/bin/ruff check .
+	cd $(ROOT) && $(VENV)/bin/ruff format --check .
+	cd $(ROOT) && $(UV) lock --check --quiet
+
+.PHONY: format
+format: $(STAMP) ## rewrite: ruff --fix and ruff format
+	cd $(ROOT) && $(VENV)/bin/ruff check --fix .
+	cd $(ROOT) && $(VENV)/bin/ruff format .
+
+##@ Cleaning
+.PHONY: clean
+clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .venv, Prefect home
+	cd $(ROOT) && rm -rf .pytest_cache .ruff_cache build dist
+	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+.PHONY: distclean
+distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/ and the lab's Prefect home (env/prefect)
+	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect
+	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md -delete

@@ -1,0 +1,68 @@
+"""Shared fixtures: the repo root, a sandboxed environment for `make`, helpers to run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Variables that would let a test reach outside its sandbox (the user's Prefect, data, ...).
+_LEAKY = (
+    "PREFECT_HOME",
+    "PREFECT_API_URL",
+    "PREFECT_PROFILES_PATH",
+    "PREFECT_PROFILE",
+    "DATA_DIR",
+    "ARTIFACTS_DIR",
+    "DATA_URL",
+    "DATE",
+    "MONTHS",
+    "FORCE",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return os.environ without the lab's knobs, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY and not k.startswith("PREFECT_")}
+    env.update(extra or {})
+    return env
+
+
+def run_make(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run `make -C ROOT args` (or in `cwd`) and capture its output as text."""
+    cmd = ["make", "--no-print-directory"]
+    if cwd is None:
+        cmd += ["-C", str(ROOT)]
+    return subprocess.run(
+        [*cmd, *args],
+        cwd=cwd,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.fixture
+def lab_env(tmp_path: Path) -> dict[str, str]:
+    """Knobs pointing every lab location into a temporary folder."""
+    return {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
