@@ -94,6 +94,11 @@ hooks: | $(STAMP)
 	  cd $(ROOT) && $(VENV)/bin/pre-commit install --install-hooks >/dev/null && echo "setup: pre-commit hook installed"; \
 	fi
 
+##@ The module, step by step
+.PHONY: data
+data: $(STAMP) ## download the FHV months DATE needs (DATE-2, DATE-1) or exactly MONTHS="2021-01 2021-02"; FORCE=1 re-downloads
+	@$(VPY) -m fhvlab data $(if $(MONTHS),--months $(MONTHS),--date "$(DATE)") $(if $(filter 1 yes true,$(FORCE)),--force,)
+
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)

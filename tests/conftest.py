@@ -66,3 +66,28 @@ def lab_env(tmp_path: Path) -> dict[str, str]:
         "DATA_DIR": str(tmp_path / "data"),
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
+
+
+@pytest.fixture(scope="session")
+def fhv_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small generated FHV months (real schema) keyed by 'YYYY-MM'."""
+    from fhvlab.months import parse_month
+    from fhvlab.synthetic import write_synthetic_month
+
+    folder = tmp_path_factory.mktemp("fhv-source")
+    files = {}
+    for month in ("2021-01", "2021-02", "2021-06", "2021-07"):
+        path = folder / f"fhv_tripdata_{month}.parquet"
+        files[month] = write_synthetic_month(path, parse_month(month), rows=3000, seed=1)
+    return files
+
+
+@pytest.fixture
+def fhv_server(fhv_files: dict[str, Path]):
+    """A real HTTP server on 127.0.0.1 serving the generated months under /trip-data/."""
+    from tests.fhvhttp import running_server
+
+    with running_server() as server:
+        for path in fhv_files.values():
+            server.serve_file(path.name, path)
+        yield server

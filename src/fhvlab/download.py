@@ -1,0 +1,331 @@
+"""Download FHV months: stream to a temporary file, validate, then rename into place."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from fhvlab.errors import DownloadError
+from fhvlab.months import Month
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+REQUIRED_COLUMNS = ("pickup_datetime", "dropOff_datetime", "PUlocationID", "DOlocationID")
+TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+CHUNK_BYTES = 1 << 18
+# Failures of a body already under way: urllib3's Retry covers connect and status only.
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+# progress(month, bytes_done, bytes_total_or_None, finished)
+Progress = Callable[[Month, int, "int | None", bool], None]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One month's outcome: where it is, its size and rows, and whether it was downloaded."""
+
+    month: Month
+    path: Path
+    rows: int
+    size: int
+    seconds: float
+    downloaded: bool
+
+
+class Cancelled(Exception):
+    """Raised inside a download when the caller asked all downloads to stop (Ctrl-C)."""
+
+
+class CancelToken:
+    """Stops downloads at once: sets a flag and shuts the sockets of reads under way."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._responses: set[requests.Response] = set()
+
+    def is_set(self) -> bool:
+        """Whether cancellation was asked for."""
+        return self._event.is_set()
+
+    @contextmanager
+    def track(self, response: requests.Response) -> Iterator[None]:
+        """Register a response whose socket `cancel()` must shut down."""
+        with self._lock:
+            self._responses.add(response)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._responses.discard(response)
+
+    def cancel(self) -> None:
+        """Ask every download to stop; blocked reads fail immediately."""
+        self._event.set()
+        with self._lock:
+            for response in self._responses:
+                response.raw.shutdown()
+
+
+def month_filename(month: Month) -> str:
+    """File name of one month, as published by the TLC."""
+    return f"fhv_tripdata_{month}.parquet"
+
+
+def month_url(base_url: str, month: Month) -> str:
+    """URL of one month under `base_url`."""
+    return f"{base_url.rstrip('/')}/{month_filename(month)}"
+
+
+def inspect_parquet(path: Path) -> int:
+    """Return the row count of an FHV parquet file; raise DownloadError if it is unusable."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+        names = set(meta.schema.to_arrow_schema().names)
+    except Exception as exc:  # pyarrow raises several types for garbage input
+        raise DownloadError(f"{path.name}: not a parquet file ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise DownloadError(f"{path.name}: missing FHV column(s) {', '.join(missing)}")
+    if meta.num_rows < 1:
+        raise DownloadError(f"{path.name}: has no rows")
+    return meta.num_rows
+
+
+def valid_rows(path: Path) -> int | None:
+    """Row count of `path` if it exists and is a valid FHV file, else None."""
+    if not path.is_file():
+        return None
+    try:
+        return inspect_parquet(path)
+    except DownloadError:
+        return None
+
+
+def make_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
+    """A session that retries connection errors and HTTP 429/5xx with exponential backoff."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        status_forcelist=TRANSIENT_STATUS,
+        allowed_methods=frozenset({"GET"}),
+        backoff_factor=backoff,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "fhvlab-downloader"
+    return session
+
+
+def ensure_writable_dir(folder: Path) -> None:
+    """Create `folder` if needed; raise DownloadError if files cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DownloadError(f"cannot write to data folder {folder}: {reason}") from None
+
+
+def _stream_to(
+    response: requests.Response,
+    tmp: Path,
+    month: Month,
+    progress: Progress | None,
+    cancel: CancelToken | None,
+) -> int:
+    """Write the response body to `tmp` chunk by chunk; return the byte count."""
+    total = response.headers.get("Content-Length")
+    expected = int(total) if total and total.isdigit() else None
+    done = 0
+    with tmp.open("wb") as out:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            out.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(month, done, expected, False)
+        out.flush()
+        os.fsync(out.fileno())
+    plain = "Content-Encoding" not in response.headers
+    if expected is not None and plain and done != expected:
+        raise requests.exceptions.ChunkedEncodingError(f"got {done} of {expected} bytes")
+    return done
+
+
+def _fetch_once(
+    session: requests.Session,
+    url: str,
+    month: Month,
+    tmp: Path,
+    timeout: tuple[float, float],
+    progress: Progress | None,
+    cancel: CancelToken | None,
+) -> int:
+    """One GET of `url` into `tmp`; raise DownloadError for answers a retry cannot fix."""
+    with session.get(url, stream=True, timeout=timeout) as response:
+        status = response.status_code
+        if status in (403, 404):
+            raise DownloadError(
+                f"month {month} is not available (HTTP {status} from {url}); "
+                "check the month, the TLC publishes each month with a delay"
+            )
+        if status in TRANSIENT_STATUS:
+            raise DownloadError(f"month {month}: server kept failing (HTTP {status} from {url})")
+        if status != 200:
+            raise DownloadError(f"month {month}: unexpected HTTP {status} from {url}")
+        if cancel is None:
+            return _stream_to(response, tmp, month, progress, cancel)
+        with cancel.track(response):
+            return _stream_to(response, tmp, month, progress, cancel)
+
+
+def download_month(
+    month: Month,
+    dest_dir: Path,
+    base_url: str = DEFAULT_DATA_URL,
+    *,
+    force: bool = False,
+    session: requests.Session | None = None,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    timeout: tuple[float, float] = (10.0, 60.0),
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Fetched:
+    """Make `dest_dir/fhv_tripdata_{month}.parquet` a valid FHV file, downloading if needed.
+
+    The body goes to a hidden temporary file in `dest_dir`, is validated (byte count,
+    parquet footer, FHV columns, at least one row) and only then renamed over the final
+    name, so a previous good copy is untouched by any failure. A body cut short is
+    fetched again up to `attempts` times; status and connection errors are retried by
+    the session (urllib3's Retry).
+    """
+    final = dest_dir / month_filename(month)
+    start = time.monotonic()
+    if not force and (rows := valid_rows(final)) is not None:
+        return Fetched(month, final, rows, final.stat().st_size, 0.0, downloaded=False)
+    ensure_writable_dir(dest_dir)
+    url = month_url(base_url, month)
+    own_session = session is None
+    session = session or make_session(backoff=backoff)
+    fd, name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                size = _fetch_once(session, url, month, tmp, timeout, progress, cancel)
+                break
+            except _TRANSIENT_ERRORS as exc:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled from None
+                if attempt == attempts:
+                    raise DownloadError(
+                        f"month {month}: download from {url} failed after {attempts} attempts "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from None
+                log.warning("month %s: attempt %d failed (%s); retrying", month, attempt, exc)
+                time.sleep(backoff * 2**attempt)
+            except requests.RequestException as exc:
+                raise DownloadError(f"month {month}: cannot fetch {url} ({exc})") from None
+        rows = inspect_parquet(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if own_session:
+            session.close()
+    seconds = time.monotonic() - start
+    if progress:
+        progress(month, size, size, True)
+    return Fetched(month, final, rows, size, seconds, downloaded=True)
+
+
+def download_months(
+    months: Sequence[Month],
+    dest_dir: Path,
+    base_url: str = DEFAULT_DATA_URL,
+    *,
+    force: bool = False,
+    workers: int = 3,
+    backoff: float = 0.5,
+    progress: Progress | None = None,
+) -> list[Fetched]:
+    """Fetch several months concurrently (at most `workers` at a time).
+
+    Every month is attempted; if any failed, DownloadError names each failure after the
+    others have finished. Ctrl-C stops all downloads and removes their temporary files.
+    """
+    unique = sorted(set(months))
+    cancel = CancelToken()
+    session = make_session(backoff=backoff)
+    results: dict[Month, Fetched] = {}
+    errors: list[str] = []
+
+    def one(month: Month) -> Fetched:
+        return download_month(
+            month,
+            dest_dir,
+            base_url,
+            force=force,
+            session=session,
+            backoff=backoff,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
+        futures = {month: pool.submit(one, month) for month in unique}
+        try:
+            for month, future in futures.items():
+                try:
+                    results[month] = future.result()
+                except DownloadError as exc:
+                    errors.append(str(exc))
+        except BaseException:
+            cancel.cancel()
+            raise
+    session.close()
+    if errors:
+        raise DownloadError("; ".join(errors))
+    return [results[m] for m in unique]
+
+
+def describe(fetched: Iterable[Fetched]) -> list[str]:
+    """Human lines summarising fetched months (rows, size, speed)."""
+    lines = []
+    for f in fetched:
+        mb = f.size / 1e6
+        if f.downloaded:
+            speed = mb / f.seconds if f.seconds > 0 else float("inf")
+            how = f"downloaded in {f.seconds:.1f} s ({speed:.1f} MB/s)"
+        else:
+            how = "already present, valid"
+        lines.append(f"{f.month}: {f.rows:,} rows, {mb:.1f} MB, {how} -> {f.path}")
+    return lines
