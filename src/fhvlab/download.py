@@ -18,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from fhvlab.atomic import atomic_path
 from fhvlab.errors import DownloadError
 from fhvlab.months import Month
 
@@ -206,6 +207,36 @@ def _fetch_once(
             return _stream_to(response, tmp, month, progress, cancel)
 
 
+def _fetch_with_retries(
+    session: requests.Session,
+    url: str,
+    month: Month,
+    tmp: Path,
+    attempts: int,
+    backoff: float,
+    timeout: tuple[float, float],
+    progress: Progress | None,
+    cancel: CancelToken | None,
+) -> int:
+    """GET `url` into `tmp`, starting again when the body is cut short; return its size."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _fetch_once(session, url, month, tmp, timeout, progress, cancel)
+        except _TRANSIENT_ERRORS as exc:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled from None
+            if attempt == attempts:
+                raise DownloadError(
+                    f"month {month}: download from {url} failed after {attempts} attempts "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+            log.warning("month %s: attempt %d failed (%s); retrying", month, attempt, exc)
+            time.sleep(backoff * 2**attempt)
+        except requests.RequestException as exc:
+            raise DownloadError(f"month {month}: cannot fetch {url} ({exc})") from None
+    raise AssertionError("unreachable: attempts must be >= 1")
+
+
 def download_month(
     month: Month,
     dest_dir: Path,
@@ -235,30 +266,13 @@ def download_month(
     url = month_url(base_url, month)
     own_session = session is None
     session = session or make_session(backoff=backoff)
-    fd, name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(name)
     try:
-        for attempt in range(1, attempts + 1):
-            try:
-                size = _fetch_once(session, url, month, tmp, timeout, progress, cancel)
-                break
-            except _TRANSIENT_ERRORS as exc:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled from None
-                if attempt == attempts:
-                    raise DownloadError(
-                        f"month {month}: download from {url} failed after {attempts} attempts "
-                        f"({type(exc).__name__}: {exc})"
-                    ) from None
-                log.warning("month %s: attempt %d failed (%s); retrying", month, attempt, exc)
-                time.sleep(backoff * 2**attempt)
-            except requests.RequestException as exc:
-                raise DownloadError(f"month {month}: cannot fetch {url} ({exc})") from None
-        rows = inspect_parquet(tmp)
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            size = _fetch_with_retries(
+                session, url, month, tmp, attempts, backoff, timeout, progress, cancel
+            )
+            rows = inspect_parquet(tmp)
     finally:
-        tmp.unlink(missing_ok=True)
         if own_session:
             session.close()
     seconds = time.monotonic() - start

@@ -27,3 +27,8 @@ def artifacts_dir() -> Path:
 def prefect_home() -> Path:
     """The lab's Prefect home (`PREFECT_HOME`, default `<root>/env/prefect`)."""
     return _from_env("PREFECT_HOME", ROOT / "env" / "prefect")
+
+
+def data_url() -> str | None:
+    """Base URL of the monthly files (`DATA_URL`), or None to use the TLC's."""
+    return os.environ.get("DATA_URL", "").strip() or None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fhvlab.atomic import atomic_path
 from fhvlab.months import Month
 
 N_ZONES = 265
@@ -52,19 +51,8 @@ def synthetic_month(
     )
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    """Write `frame` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        frame.to_parquet(name, index=False)
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
-    return path
-
-
 def write_synthetic_month(path: Path, month: Month, rows: int, seed: int = 0) -> Path:
     """Write a synthetic month to `path` atomically and return the path."""
-    return write_parquet_atomic(synthetic_month(month, rows, seed), path)
+    with atomic_path(path) as tmp:
+        synthetic_month(month, rows, seed).to_parquet(tmp, index=False)
+    return path

@@ -1,0 +1,174 @@
+"""The training flow: thin Prefect wiring around fhvlab's plain functions.
+
+Run it:  make train DATE=2021-08-15   (or: .venv/bin/python flows/train.py --date 2021-08-15)
+Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's scheduled date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from fhvlab import model, paths, training
+from fhvlab.download import DEFAULT_DATA_URL, download_month
+from fhvlab.errors import LabError
+from fhvlab.months import parse_month
+from fhvlab.progress import LogProgress
+
+
+def _transient(task_, task_run, state) -> bool:
+    """Retry a task only for unexpected errors; a LabError is final (bad input, 404...)."""
+    try:
+        state.result()
+    except LabError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task
+def resolve_plan(run_date: str) -> training.Plan:
+    """Which months this run trains and validates on."""
+    plan = training.plan(run_date)
+    get_run_logger().info(
+        "date %s: train on %s, validate on %s", plan.run_date, plan.train_month, plan.val_month
+    )
+    return plan
+
+
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_transient)
+def ensure_month(month: str, data_dir: str, data_url: str) -> str:
+    """The month's file in DATA_DIR, downloaded (and validated) if missing."""
+    logger = get_run_logger()
+    fetched = download_month(
+        parse_month(month), Path(data_dir), data_url, progress=LogProgress(logger)
+    )
+    how = "downloaded" if fetched.downloaded else "present"
+    logger.info("%s: %s, %s rows, %.1f MB", month, how, f"{fetched.rows:,}", fetched.size / 1e6)
+    return str(fetched.path)
+
+
+# Tasks that take or return whole months keep them in memory: no result persistence,
+# no input hashing for the cache key.
+@task(persist_result=False, cache_policy=NO_CACHE)
+def prepare_month(path: str) -> model.Trips:
+    """Durations in [1, 60] minutes and location codes of one month."""
+    trips = model.load_trips(Path(path))
+    get_run_logger().info(
+        "%s: %s of %s rows kept", Path(path).name, f"{trips.rows:,}", f"{trips.rows_read:,}"
+    )
+    return trips
+
+
+@task(persist_result=False, cache_policy=NO_CACHE)
+def fit_model(trips: model.Trips) -> tuple[Any, Any]:
+    """Fitted DictVectorizer and LinearRegression."""
+    return model.fit(trips)
+
+
+@task(persist_result=False, cache_policy=NO_CACHE)
+def evaluate(fitted: tuple[Any, Any], train: model.Trips, val: model.Trips) -> dict[str, Any]:
+    """Training and validation RMSE."""
+    dv, lr = fitted
+    scores = training.evaluate(dv, lr, train, val)
+    get_run_logger().info(
+        "train RMSE %.4f, validation RMSE %.4f, %d features",
+        scores["train_rmse"],
+        scores["val_rmse"],
+        scores["n_features"],
+    )
+    return scores
+
+
+@task(cache_policy=NO_CACHE)
+def save(fitted: tuple[Any, Any], metrics: dict[str, Any], run_date: str, out_dir: str) -> dict:
+    """Write model-, dv-, metrics-{date} atomically; publish the metrics as an artifact."""
+    dv, lr = fitted
+    plan = training.plan(run_date)
+    saved, record = training.save_artifacts(Path(out_dir), plan.run_date, dv, lr, metrics)
+    create_markdown_artifact(
+        markdown=training.markdown_report(record),
+        key=f"duration-model-{run_date}",
+        description=f"ride-duration model metrics for {run_date}",
+    )
+    get_run_logger().info("artifacts: %s, %s, %s", saved.model, saved.dv, saved.metrics)
+    return record
+
+
+@flow(name="fhv-duration-training", log_prints=True)
+def train(
+    date: str | None = None,
+    data_dir: str | None = None,
+    artifacts_dir: str | None = None,
+    data_url: str | None = None,
+) -> dict[str, Any]:
+    """Train on DATE-2 months, validate on DATE-1, save artifacts; returns the metrics.
+
+    `date` defaults to the run's scheduled date (so a monthly schedule trains on the
+    right months); the locations default to DATA_DIR, ARTIFACTS_DIR and DATA_URL.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    if date is None:
+        date = flow_run.scheduled_start_time.date().isoformat()
+        logger.info("no date given: using the run's scheduled date %s", date)
+    data_dir = data_dir or str(paths.data_dir())
+    artifacts_dir = artifacts_dir or str(paths.artifacts_dir())
+    data_url = data_url or paths.data_url() or DEFAULT_DATA_URL
+
+    plan = resolve_plan(date)
+    train_path = ensure_month(str(plan.train_month), data_dir, data_url)
+    val_path = ensure_month(str(plan.val_month), data_dir, data_url)
+    train_trips = prepare_month(train_path)
+    val_trips = prepare_month(val_path)
+    fitted = fit_model(train_trips)
+    scores = evaluate(fitted, train_trips, val_trips)
+    metrics = {
+        "date": date,
+        "train_month": str(plan.train_month),
+        "val_month": str(plan.val_month),
+        "train": training.describe_month(Path(train_path), train_trips),
+        "val": training.describe_month(Path(val_path), val_trips),
+        **scores,
+        "versions": training.library_versions(),
+        "elapsed_seconds": round(time.perf_counter() - started, 3),
+    }
+    return save(fitted, metrics, date, artifacts_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python flows/train.py --date YYYY-MM-DD`: one line per outcome, exit 1 on error."""
+    parser = argparse.ArgumentParser(description="Train the ride-duration model for a date.")
+    parser.add_argument("--date", required=True, help="run date YYYY-MM-DD, e.g. 2021-08-15")
+    args = parser.parse_args(argv)
+    try:
+        training.plan(args.date)  # validate before any Prefect work
+        record = train(date=args.date)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    folder = paths.artifacts_dir()
+    print(
+        f"train: {record['date']}: train RMSE {record['train_rmse']:.4f} "
+        f"({record['train_month']}), validation RMSE {record['val_rmse']:.4f} "
+        f"({record['val_month']})"
+    )
+    print(
+        f"train: artifacts in {folder}: {record['artifacts']['model']['file']}, "
+        f"{record['artifacts']['dv']['file']} ({record['artifacts']['dv']['bytes']} bytes), "
+        f"metrics-{record['date']}.json"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
