@@ -23,6 +23,18 @@ DATA_DIR      ?= $(ROOT)/data            # downloaded months
 ARTIFACTS_DIR ?= $(ROOT)/artifacts       # model-, dv-, metrics-{DATE}.*
 PREFECT_HOME  ?= $(ROOT)/env/prefect     # the lab's Prefect home: profile, database, storage
 PYTEST_ARGS   ?=                         # extra pytest arguments, e.g. PYTEST_ARGS="-k download -x"
+PREFECT_HOST  ?= 127.0.0.1               # where `make server` listens (0.0.0.0: whole network)
+PREFECT_PORT  ?= 4200                    # ... and on which port
+API_URL       ?=                         # API the lab's clients use; empty: http://PREFECT_HOST:PREFECT_PORT/api
+UI_API_URL    ?=                         # API URL the UI gives the browser; empty: API_URL
+STORAGE_URL   ?=                         # result storage: folder or fsspec URL; empty: PREFECT_HOME/results
+WORK_POOL     ?= fhv-pool                # process work pool the deployment runs on
+WORK_QUEUE    ?= fhv-queue               # queue in that pool
+DEPLOYMENT    ?= fhv-monthly             # deployment name (flow: fhv-duration-training)
+CRON          ?= 0 9 15 * *              # the course's schedule: 09:00 on the 15th of each month
+TIMEZONE      ?= UTC                     # time zone of CRON
+ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
+WATCH         ?= 0                       # 1: `make run` waits for the run to finish
 
 # Strip the comments' leading blanks that `?=` keeps on the right-hand side.
 PYTHON        := $(strip $(PYTHON))
@@ -35,6 +47,20 @@ DATA_DIR      := $(abspath $(strip $(DATA_DIR)))
 ARTIFACTS_DIR := $(abspath $(strip $(ARTIFACTS_DIR)))
 PREFECT_HOME  := $(abspath $(strip $(PREFECT_HOME)))
 PYTEST_ARGS   := $(strip $(PYTEST_ARGS))
+PREFECT_HOST  := $(strip $(PREFECT_HOST))
+PREFECT_PORT  := $(strip $(PREFECT_PORT))
+CLIENT_HOST   := $(if $(filter 0.0.0.0 ::,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST))
+API_URL       := $(or $(strip $(API_URL)),http://$(CLIENT_HOST):$(PREFECT_PORT)/api)
+UI_API_URL    := $(or $(strip $(UI_API_URL)),$(API_URL))
+STORAGE_URL   := $(or $(strip $(STORAGE_URL)),$(PREFECT_HOME)/results)
+WORK_POOL     := $(strip $(WORK_POOL))
+WORK_QUEUE    := $(strip $(WORK_QUEUE))
+DEPLOYMENT    := $(strip $(DEPLOYMENT))
+CRON          := $(strip $(CRON))
+TIMEZONE      := $(strip $(TIMEZONE))
+ONCE          := $(strip $(ONCE))
+WATCH         := $(strip $(WATCH))
+FLOW_NAME     := fhv-duration-training
 
 VENV   := $(ROOT)/.venv
 VPY    := $(VENV)/bin/python
@@ -42,8 +68,16 @@ STAMP  := $(VENV)/.lab-stamp
 TOOLS  := $(ROOT)/.tools
 UV     := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 
-# Everything a recipe starts sees the lab's locations and runs offline-friendly.
-export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL
+# Everything a recipe starts sees the lab's locations and runs offline-friendly. API_URL is
+# the one source of truth for clients: it is exported, so it wins over any profile value.
+export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT API_URL UI_API_URL
+export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE
+export LAB_ROOT := $(ROOT)
+export PREFECT_API_URL := $(API_URL)
+export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
+ifdef PREFECT_SERVER_API_AUTH_STRING
+export PREFECT_API_AUTH_STRING ?= $(PREFECT_SERVER_API_AUTH_STRING)
+endif
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT := false
@@ -98,6 +132,74 @@ hooks: | $(STAMP)
 .PHONY: data
 data: $(STAMP) ## download the FHV months DATE needs (DATE-2, DATE-1) or exactly MONTHS="2021-01 2021-02"; FORCE=1 re-downloads
 	@$(VPY) -m fhvlab data $(if $(MONTHS),--months $(MONTHS),--date "$(DATE)") $(if $(filter 1 yes true,$(FORCE)),--force,)
+
+.PHONY: server
+server: $(STAMP) ## start the Prefect server in the background (course: prefect orion start); no-op if up
+	@$(VPY) -m fhvlab server start
+
+.PHONY: server-status
+server-status: $(STAMP) ## is the lab's server up? PID, API URL, health
+	@$(VPY) -m fhvlab server status
+
+.PHONY: server-stop
+server-stop: $(STAMP) ## stop the server the lab started (and only that one)
+	@$(VPY) -m fhvlab server stop
+
+.PHONY: config
+config: $(STAMP) ## point the lab profile at API_URL (course: prefect config set PREFECT_ORION_UI_API_URL=...)
+	@$(VPY) -m fhvlab config
+
+.PHONY: config-view
+config-view: $(STAMP) ## show the settings in effect and where each comes from (prefect config view)
+	@$(VENV)/bin/prefect config view --show-sources
+
+.PHONY: config-reset
+config-reset: $(STAMP) ## unset what `make config` and `make storage` set in the lab profile
+	@$(VPY) -m fhvlab config --reset
+
+.PHONY: storage
+storage: server config ## result storage block + persistence on (course: prefect storage create)
+	@$(VPY) -m fhvlab storage --url "$(STORAGE_URL)"
+
+.PHONY: storage-ls
+storage-ls: $(STAMP) ## list storage blocks (course: prefect storage ls; now prefect block ls)
+	@$(VPY) -m fhvlab api-check
+	@$(VENV)/bin/prefect block ls
+
+.PHONY: work-queue
+work-queue: server ## process work pool WORK_POOL with queue WORK_QUEUE (course: prefect work-queue create)
+	@$(VPY) -m fhvlab work-queue --pool "$(WORK_POOL)" --queue "$(WORK_QUEUE)"
+
+.PHONY: work-queue-ls
+work-queue-ls: $(STAMP) ## list the work queues of WORK_POOL (prefect work-queue ls)
+	@$(VPY) -m fhvlab api-check
+	@$(VENV)/bin/prefect work-queue ls --pool "$(WORK_POOL)"
+
+.PHONY: deploy
+deploy: server config storage work-queue ## deploy the training flow from prefect.yaml on CRON (course: DeploymentSpec + deployment create)
+	@cd $(ROOT) && $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file prefect.yaml
+	@echo "deploy: $(FLOW_NAME)/$(DEPLOYMENT) on $(WORK_POOL)/$(WORK_QUEUE), cron '$(CRON)' ($(TIMEZONE))"
+
+.PHONY: worker
+worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONCE=1 runs what is due and exits
+	@$(VPY) -m fhvlab api-check
+	@cd $(ROOT) && $(VENV)/bin/prefect worker start --pool "$(WORK_POOL)" --work-queue "$(WORK_QUEUE)" \
+	  --install-policy never $(if $(filter 1 yes true,$(ONCE)),--run-once,)
+
+.PHONY: run
+run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); WATCH=1 waits for it
+	@$(VPY) -m fhvlab api-check
+	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
+	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
+	@$(VENV)/bin/prefect deployment run "$(FLOW_NAME)/$(DEPLOYMENT)" --param date="$(DATE)" \
+	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
+
+.PHONY: train
+train: $(STAMP) ## train the duration model for DATE as a Prefect flow (starts the server if needed)
+	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
+	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile server
+	@cd $(ROOT) && $(VPY) flows/train.py --date "$(DATE)"
 
 ##@ Checks
 .PHONY: test

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from fhvlab import paths
+from fhvlab import paths, server
 from fhvlab.download import DEFAULT_DATA_URL, describe, download_months
 from fhvlab.errors import LabError
 from fhvlab.months import months_for, parse_date, parse_month
@@ -24,7 +24,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
         months = [parse_month(m) for m in args.months]
     else:
         months = list(months_for(parse_date(args.date)))
-    base_url = args.base_url or os.environ.get("DATA_URL") or DEFAULT_DATA_URL
+    base_url = args.base_url or paths.data_url() or DEFAULT_DATA_URL
     dest = paths.data_dir()
     print(f"data: months {' '.join(map(str, months))} from {base_url} into {dest}")
     progress = TerminalBar() if sys.stderr.isatty() else LogProgress(log)
@@ -42,6 +42,134 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spec(args: argparse.Namespace) -> server.ServerSpec:
+    return server.ServerSpec(args.host, server.parse_port(args.port), paths.prefect_home())
+
+
+def _cmd_server_start(args: argparse.Namespace) -> int:
+    """`make server`: start the lab's server unless it (or the API_URL server) is up."""
+    spec = _spec(args)
+    api_url = server.parse_api_url(args.api_url)
+    if api_url != spec.api_url:
+        server.require_api(api_url)
+        print(f"server: API_URL={api_url} is another server and it answers; nothing to start")
+        return 0
+    if spec.host not in server.LOOPBACK and not os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+        print(
+            f"server: WARNING: listening on {spec.host} with no PREFECT_SERVER_API_AUTH_STRING: "
+            "anyone who can reach this machine can use the API",
+            file=sys.stderr,
+        )
+    pid, started = server.start(spec, args.ui_api_url, timeout=args.timeout)
+    state = "started" if started else "already running"
+    print(
+        f"server: {state} (pid {pid}); API {spec.api_url}; UI http://{spec.client_host}:"
+        f"{spec.port}; log {spec.log_file}"
+    )
+    return 0
+
+
+def _cmd_server_stop(args: argparse.Namespace) -> int:
+    """`make server-stop`: stop only the server the lab started."""
+    spec = _spec(args)
+    pid = server.stop(spec)
+    print(f"server: stopped (pid {pid})" if pid else "server: not running; nothing to stop")
+    return 0
+
+
+def _cmd_server_status(args: argparse.Namespace) -> int:
+    """`make server-status`: PID, URL and health; exit 1 when the API does not answer."""
+    spec = _spec(args)
+    pid = server.running_pid(spec)
+    healthy = server.is_healthy(spec.api_url)
+    if pid and healthy:
+        print(
+            f"server: running (pid {pid}), healthy at {spec.api_url}; UI http://"
+            f"{spec.client_host}:{spec.port}"
+        )
+        return 0
+    if healthy:
+        print(f"server: a Prefect server answers at {spec.api_url}, but the lab did not start it")
+        return 0
+    if pid:
+        print(
+            f"server: process {pid} is up but {spec.api_url}/health does not answer; "
+            f"see {spec.log_file}"
+        )
+        return 1
+    print(f"server: not running (start it with `make server`); expected at {spec.api_url}")
+    return 1
+
+
+def _cmd_api_check(args: argparse.Namespace) -> int:
+    """Exit 1 with the fix when the API is down (used before targets that need it)."""
+    server.require_api(args.api_url)
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """`make config` / `make config-reset`: the lab profile's API settings."""
+    from fhvlab import orchestration
+
+    if args.reset:
+        names = [
+            "PREFECT_API_URL",
+            "PREFECT_UI_API_URL",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT",
+            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK",
+        ]
+        values: dict[str, str | None] = dict.fromkeys(names)
+    else:
+        api_url = server.parse_api_url(args.api_url)
+        ui_url = server.parse_api_url(args.ui_api_url or api_url)
+        values = {"PREFECT_API_URL": api_url, "PREFECT_UI_API_URL": ui_url}
+    changes = orchestration.update_profile(values)
+    home = paths.prefect_home()
+    for line in changes or ["nothing to change"]:
+        print(f"config: {line}")
+    print(f"config: profile {orchestration.PROFILE!r} in {home / 'profiles.toml'}")
+    if not args.reset and not server.is_healthy(values["PREFECT_API_URL"] or ""):
+        print(f"config: note: nothing answers at {values['PREFECT_API_URL']} yet (make server)")
+    return 0
+
+
+def _cmd_storage(args: argparse.Namespace) -> int:
+    """`make storage`: result-storage block, made the default, persistence on."""
+    server.require_api(args.api_url)
+    from fhvlab import orchestration
+
+    slug, where = orchestration.save_storage(args.url)
+    print(f"storage: block {slug} -> {where} (saved with overwrite: same block every time)")
+    changes = orchestration.update_profile(
+        {
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": slug,
+        }
+    )
+    for line in changes or ["result persistence already on with that block"]:
+        print(f"storage: {line}")
+    return 0
+
+
+def _cmd_work_queue(args: argparse.Namespace) -> int:
+    """`make work-queue`: a process work pool and a queue in it."""
+    server.require_api(args.api_url)
+    from fhvlab import orchestration
+
+    for line in orchestration.ensure_pool_and_queue(args.pool, args.queue):
+        print(f"work-queue: {line}")
+    return 0
+
+
+def _add_server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("PREFECT_HOST", "127.0.0.1"))
+    parser.add_argument("--port", default=os.environ.get("PREFECT_PORT", "4200"))
+
+
+def _add_api_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api-url", default=os.environ.get("API_URL", "http://127.0.0.1:4200/api"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `python -m fhvlab` argument parser."""
     parser = argparse.ArgumentParser(prog="python -m fhvlab", description=__doc__)
@@ -55,6 +183,41 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--workers", type=int, default=3, help="concurrent downloads (default 3)")
     data.add_argument("--backoff", type=float, default=0.5, help="retry backoff factor, seconds")
     data.set_defaults(func=_cmd_data)
+
+    srv = sub.add_parser("server", help="the lab's Prefect server").add_subparsers(
+        dest="action", required=True
+    )
+    start = srv.add_parser("start", help="start it in the background, wait until healthy")
+    _add_server_args(start)
+    _add_api_arg(start)
+    start.add_argument("--ui-api-url", default=os.environ.get("UI_API_URL") or None)
+    start.add_argument("--timeout", type=float, default=60.0, help="health wait, seconds")
+    start.set_defaults(func=_cmd_server_start)
+    for name, func in (("stop", _cmd_server_stop), ("status", _cmd_server_status)):
+        cmd = srv.add_parser(name)
+        _add_server_args(cmd)
+        cmd.set_defaults(func=func)
+
+    check = sub.add_parser("api-check", help="fail with the fix if the Prefect API is down")
+    _add_api_arg(check)
+    check.set_defaults(func=_cmd_api_check)
+
+    config = sub.add_parser("config", help="set the lab profile's API URL")
+    _add_api_arg(config)
+    config.add_argument("--ui-api-url", default=os.environ.get("UI_API_URL") or None)
+    config.add_argument("--reset", action="store_true", help="unset what config/storage set")
+    config.set_defaults(func=_cmd_config)
+
+    storage = sub.add_parser("storage", help="default result storage block")
+    _add_api_arg(storage)
+    storage.add_argument("--url", required=True, help="folder or fsspec URL (s3://...)")
+    storage.set_defaults(func=_cmd_storage)
+
+    queue = sub.add_parser("work-queue", help="process work pool and queue")
+    _add_api_arg(queue)
+    queue.add_argument("--pool", required=True)
+    queue.add_argument("--queue", required=True)
+    queue.set_defaults(func=_cmd_work_queue)
     return parser
 
 
@@ -77,6 +240,7 @@ def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m fhvlab`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     return run(args.func, args)

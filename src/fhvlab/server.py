@@ -1,0 +1,262 @@
+"""The lab's Prefect server ("Orion" in the course notes): start, stop, status, health.
+
+`prefect server start --background` dies on a machine without internet, so the lab starts
+the server itself: detached, stdin from /dev/null, output to a log file in the Prefect
+home, its PID in a file there. Only that PID is ever stopped. No Prefect import here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from fhvlab.errors import BadInput, LabError
+
+log = logging.getLogger(__name__)
+
+OFFLINE_ENV = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Where the lab's server listens and where it keeps its PID and log."""
+
+    host: str
+    port: int
+    home: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def client_host(self) -> str:
+        """Host a client on this machine uses (0.0.0.0 and :: are not addresses to call)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.client_host}:{self.port}/api"
+
+
+def parse_port(text: str) -> int:
+    """A TCP port number 1-65535; BadInput otherwise."""
+    value = str(text).strip()
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise BadInput(f"PREFECT_PORT={text!r} is not a port number (expected 1-65535, e.g. 4200)")
+    return int(value)
+
+
+def parse_api_url(text: str) -> str:
+    """An http(s) URL ending in /api, e.g. http://127.0.0.1:4200/api; BadInput otherwise."""
+    value = text.strip().rstrip("/")
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or 1 <= parts.port <= 65535
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise BadInput(
+            f"API_URL={text!r} is not a URL of a Prefect API (expected e.g. http://127.0.0.1:4200/api)"
+        )
+    if not parts.path.endswith("/api"):
+        raise BadInput(f"API_URL={text!r} must end in /api (e.g. http://127.0.0.1:4200/api)")
+    return value
+
+
+def is_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether a Prefect API answers its health check at `api_url`."""
+    try:
+        response = requests.get(f"{api_url}/health", timeout=timeout)
+    except requests.RequestException:
+        return False
+    return response.status_code == 200 and response.text.strip() == "true"
+
+
+def require_api(api_url: str) -> None:
+    """Raise LabError with the fix when no Prefect API answers at `api_url`."""
+    url = parse_api_url(api_url)
+    if is_healthy(url):
+        return
+    host = urlsplit(url).hostname or ""
+    if host in LOOPBACK:
+        raise LabError(f"no Prefect server answers at {url}: run `make server` first")
+    raise LabError(f"the Prefect API at {url} (API_URL) is unreachable: is that server up?")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (checked by binding it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise LabError(f"cannot use {host}:{port}: {exc.strerror}") from None
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_lab_server(pid: int) -> bool:
+    """Whether `pid` is a `prefect server start` process (guards against reused PIDs)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _pid_alive(pid)  # no /proc (macOS): trust the PID file
+    return b"server" in cmdline and any(b"prefect" in part for part in cmdline)
+
+
+def running_pid(spec: ServerSpec) -> int | None:
+    """PID of the server the lab started, or None; a stale PID file is removed."""
+    try:
+        pid = int(spec.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        spec.pid_file.unlink(missing_ok=True)
+        return None
+    if _pid_alive(pid) and _is_lab_server(pid):
+        return pid
+    log.info("removing stale PID file %s (process %s is gone)", spec.pid_file, pid)
+    spec.pid_file.unlink(missing_ok=True)
+    return None
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def server_env(spec: ServerSpec, ui_api_url: str | None) -> dict[str, str]:
+    """Environment for the server: offline settings, host/port the UI reports."""
+    env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(spec.home)}
+    env["PREFECT_SERVER_API_HOST"] = spec.host
+    env["PREFECT_SERVER_API_PORT"] = str(spec.port)
+    env["PREFECT_UI_API_URL"] = ui_api_url or spec.api_url
+    env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another
+    return env
+
+
+def start(
+    spec: ServerSpec, ui_api_url: str | None = None, timeout: float = 60.0
+) -> tuple[int, bool]:
+    """Start the server unless the lab's is already up; return (pid, started_now)."""
+    pid = running_pid(spec)
+    if pid is not None:
+        if not is_healthy(spec.api_url):
+            wait_healthy(spec, pid, timeout)
+        return pid, False
+    if port_in_use(spec.host, spec.port):
+        who = (
+            "a Prefect server not started by this lab"
+            if is_healthy(spec.api_url)
+            else ("another program")
+        )
+        raise LabError(
+            f"port {spec.port} on {spec.host} is taken by {who}; stop it, or pick another port: "
+            f"make server PREFECT_PORT={spec.port + 1}"
+        )
+    spec.home.mkdir(parents=True, exist_ok=True)
+    prefect = Path(sys.executable).with_name("prefect")
+    cmd = [str(prefect), "server", "start", "--host", spec.host, "--port", str(spec.port)]
+    with spec.log_file.open("ab") as out, open(os.devnull, "rb") as devnull:
+        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=devnull,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=server_env(spec, ui_api_url),
+            start_new_session=True,  # Ctrl-C in the student's terminal does not reach it
+        )
+    spec.pid_file.write_text(f"{proc.pid}\n")
+    try:
+        wait_healthy(spec, proc.pid, timeout)
+    except BaseException:
+        _terminate(proc.pid, 10.0)
+        spec.pid_file.unlink(missing_ok=True)
+        raise
+    return proc.pid, True
+
+
+def wait_healthy(spec: ServerSpec, pid: int, timeout: float) -> None:
+    """Poll /api/health until it answers; LabError with the log tail if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_healthy(spec.api_url, timeout=1.0):
+            return
+        if not _pid_alive(pid) or _zombie(pid):
+            raise LabError(
+                f"the Prefect server exited during start-up; last lines of {spec.log_file}:\n"
+                + _log_tail(spec.log_file)
+            )
+        time.sleep(0.25)
+    raise LabError(
+        f"the Prefect server did not answer {spec.api_url}/health within {timeout:.0f} s; "
+        f"last lines of {spec.log_file}:\n" + _log_tail(spec.log_file)
+    )
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    return False
+
+
+def _terminate(pid: int, grace: float) -> None:
+    """SIGTERM the process group of `pid`, SIGKILL after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if _zombie(pid) or not _pid_alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def stop(spec: ServerSpec, timeout: float = 20.0) -> int | None:
+    """Stop the server the lab started; return its PID, or None if none was running."""
+    pid = running_pid(spec)
+    if pid is None:
+        return None
+    _terminate(pid, timeout)
+    spec.pid_file.unlink(missing_ok=True)
+    deadline = time.monotonic() + 10
+    while port_in_use(spec.host, spec.port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pid
