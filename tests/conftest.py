@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Mapping
@@ -91,3 +92,41 @@ def fhv_server(fhv_files: dict[str, Path]):
         for path in fhv_files.values():
             server.serve_file(path.name, path)
         yield server
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (127.0.0.1)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_lab_server(env: Mapping[str, str]) -> None:
+    """`make server-stop`, then kill the PID file's process if it is somehow still there."""
+    import signal
+
+    run_make("server-stop", env=env, timeout=60)
+    pid_file = Path(env["PREFECT_HOME"]) / "server.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.fixture
+def prefect_lab(tmp_path: Path, lab_env: dict[str, str], fhv_server):
+    """Knobs for a lab with its own Prefect home, a free port and data from 127.0.0.1.
+
+    Whatever server a test starts with them is stopped at teardown, pass or fail.
+    """
+    env = {
+        **lab_env,
+        "PREFECT_PORT": str(free_port()),
+        "DATA_URL": fhv_server.url,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    try:
+        yield env
+    finally:
+        stop_lab_server(env)

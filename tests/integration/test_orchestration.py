@@ -1,0 +1,237 @@
+"""The module end to end on a real Prefect server: server, config, storage, work queue,
+deploy, run, worker, restart, stop. Each test has its own Prefect home and port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import run_make
+
+pytestmark = pytest.mark.integration
+
+FLOW = "fhv-duration-training"
+
+
+def _ok(result) -> str:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def _api(env) -> str:
+    return f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
+
+
+def _post(env, path: str, body: dict | None = None) -> list | dict:
+    response = requests.post(f"{_api(env)}{path}", json=body or {}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def _deployments(env) -> list[dict]:
+    return _post(env, "/deployments/filter")
+
+
+def _scheduled_runs(env, deployment_id: str) -> list[dict]:
+    return _post(
+        env,
+        "/flow_runs/filter",
+        {
+            "deployments": {"id": {"any_": [deployment_id]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+        },
+    )
+
+
+def _named_blocks(env) -> list[str]:
+    body = {"block_documents": {"is_anonymous": {"eq_": False}}}
+    return [b["name"] for b in _post(env, "/block_documents/filter", body)]
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_module_end_to_end(prefect_lab, fhv_files):
+    env = prefect_lab
+    home = Path(env["PREFECT_HOME"])
+
+    out = _ok(run_make("server", "config", "storage", "work-queue", "deploy", env=env))
+    assert "server: started" in out
+    assert "created work pool 'fhv-pool' (process)" in out
+    profile = (home / "profiles.toml").read_text()
+    assert f'PREFECT_API_URL = "{_api(env)}"' in profile
+    assert 'PREFECT_RESULTS_PERSIST_BY_DEFAULT = "true"' in profile
+
+    [deployment] = _deployments(env)
+    assert deployment["name"] == "fhv-monthly"
+    assert deployment["work_pool_name"] == "fhv-pool"
+    assert deployment["work_queue_name"] == "fhv-queue"
+    [schedule] = deployment["schedules"]
+    assert schedule["schedule"]["cron"] == "0 9 15 * *"
+    assert schedule["schedule"]["timezone"] == "UTC"
+    runs = _wait_for(
+        lambda: (r := _scheduled_runs(env, deployment["id"])) and len(r) >= 3 and r,
+        60,
+        "the scheduler to create the upcoming runs",
+    )
+    assert len(runs) == 3
+    assert all(r["expected_start_time"][8:13] == "15T09" for r in runs)
+
+    # Idempotent: the same deployment, pool and queue, nothing duplicated.
+    again = _ok(run_make("deploy", env=env))
+    assert "server: already running" in again
+    assert "work queue 'fhv-queue' in pool 'fhv-pool' already exists" in again
+    assert [d["id"] for d in _deployments(env)] == [deployment["id"]]
+    queues = _post(env, "/work_pools/fhv-pool/queues/filter")
+    assert sorted(q["name"] for q in queues) == ["default", "fhv-queue"]
+    assert len(_post(env, "/work_pools/filter")) == 1
+    blocks = _post(
+        env, "/block_documents/filter", {"block_documents": {"is_anonymous": {"eq_": False}}}
+    )
+    assert [b["name"] for b in blocks] == ["fhvlab-results"]
+    listed = _ok(run_make("work-queue-ls", env=env))
+    assert "fhv-queue" in listed
+
+    # Run now, let one worker pick it up; data comes from the loopback HTTP server.
+    _ok(run_make("run", "DATE=2021-08-15", env=env))
+    _ok(run_make("worker", "ONCE=1", env=env, timeout=300))
+    [flow_run] = _post(
+        env,
+        "/flow_runs/filter",
+        {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}},
+    )
+    assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
+    assert flow_run["parameters"] == {"date": "2021-08-15"}
+    task_runs = _post(env, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    names = {t["task_key"].split("-")[0] for t in task_runs}
+    assert {
+        "resolve_plan",
+        "ensure_month",
+        "prepare_month",
+        "fit_model",
+        "evaluate",
+        "save",
+    } <= names
+    assert all(t["state_type"] == "COMPLETED" for t in task_runs)
+    artifacts = Path(env["ARTIFACTS_DIR"])
+    assert sorted(p.name for p in artifacts.iterdir()) == [
+        "dv-2021-08-15.pkl",
+        "metrics-2021-08-15.json",
+        "model-2021-08-15.pkl",
+    ]
+    data = Path(env["DATA_DIR"])
+    assert sorted(p.name for p in data.iterdir()) == [
+        "fhv_tripdata_2021-06.parquet",
+        "fhv_tripdata_2021-07.parquet",
+    ]
+    metrics = json.loads((artifacts / "metrics-2021-08-15.json").read_text())
+    assert metrics["val_month"] == "2021-07"
+    md = _post(
+        env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["duration-model-2021-08-15"]}}}
+    )
+    assert "validation RMSE" in md[0]["data"]
+
+    # The server dies hard; a restart finds everything where it was.
+    pid = int((home / "server.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    _wait_for(lambda: _port_free(int(env["PREFECT_PORT"])), 20, "the killed server's port")
+    restarted = _ok(run_make("server", env=env))
+    assert "server: started" in restarted  # the stale PID file did not fool it
+    assert [d["id"] for d in _deployments(env)] == [deployment["id"]]
+    assert _post(env, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    assert [
+        b["name"]
+        for b in _post(
+            env, "/block_documents/filter", {"block_documents": {"is_anonymous": {"eq_": False}}}
+        )
+    ] == ["fhvlab-results"]
+
+    stopped = _ok(run_make("server-stop", env=env))
+    assert "server: stopped" in stopped
+    assert _port_free(int(env["PREFECT_PORT"]))
+    assert not (home / "server.pid").exists()
+    assert "not running" in run_make("server-stop", env=env).stdout
+
+
+def test_targets_that_need_the_server_say_so_in_one_line(prefect_lab):
+    for target in ("work-queue-ls", "storage-ls", "worker", "run"):
+        result = run_make(target, env=prefect_lab)
+        assert result.returncode != 0
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [
+            f"error: no Prefect server answers at {_api(prefect_lab)}: run `make server` first"
+        ], result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unreachable_remote_api_url_is_named(prefect_lab):
+    env = {**prefect_lab, "API_URL": f"http://127.0.0.2:{prefect_lab['PREFECT_PORT']}/api"}
+    result = run_make("work-queue", env=env)
+    assert result.returncode != 0
+    assert "(API_URL) is unreachable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("knob", "message"),
+    [
+        ("PREFECT_PORT=abc", "PREFECT_PORT='abc' is not a port number"),
+        ("PREFECT_PORT=70000", "PREFECT_PORT='70000' is not a port number"),
+    ],
+)
+def test_bad_port_is_a_clear_error(prefect_lab, knob, message):
+    result = run_make("server", knob, env=prefect_lab)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "ftp://host/api", "http://127.0.0.1:4200"])
+def test_bad_api_url_is_a_clear_error(prefect_lab, url):
+    result = run_make("config", f"API_URL={url}", env=prefect_lab)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert f"API_URL={url!r}" in errors[0]
+    assert not (Path(prefect_lab["PREFECT_HOME"]) / "profiles.toml").exists()
+
+
+def test_port_taken_by_another_program_and_open_host_warning(prefect_lab):
+    port = int(prefect_lab["PREFECT_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("0.0.0.0", port))
+        squatter.listen()
+        result = run_make("server", "PREFECT_HOST=0.0.0.0", env=prefect_lab)
+    assert result.returncode != 0
+    assert "WARNING: listening on 0.0.0.0 with no PREFECT_SERVER_API_AUTH_STRING" in result.stderr
+    assert f"port {port} on 0.0.0.0 is taken by another program" in result.stderr
+    assert not (Path(prefect_lab["PREFECT_HOME"]) / "server.pid").exists()
+
+
+def test_stale_pid_file_is_handled(prefect_lab):
+    home = Path(prefect_lab["PREFECT_HOME"])
+    home.mkdir(parents=True)
+    (home / "server.pid").write_text("999999\n")
+    status = run_make("server-status", env=prefect_lab)
+    assert status.returncode != 0
+    assert "server: not running" in status.stdout
+    assert not (home / "server.pid").exists()
+    (home / "server.pid").write_text("999999\n")
+    assert "not running; nothing to stop" in _ok(run_make("server-stop", env=prefect_lab))

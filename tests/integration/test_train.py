@@ -1,0 +1,106 @@
+"""`make train` on a real Prefect server, with months served from 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fhvlab import training
+from fhvlab.months import parse_month
+from fhvlab.synthetic import synthetic_month
+from tests import reference
+from tests.conftest import free_port, run_make, stop_lab_server
+from tests.fhvhttp import running_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, fhv_files):
+    """One server for this module; each test gets fresh data and artifact folders."""
+    root = tmp_path_factory.mktemp("train-lab")
+    with running_server() as http:
+        for path in fhv_files.values():
+            http.serve_file(path.name, path)
+        env = {
+            "PREFECT_HOME": str(root / "prefect"),
+            "PREFECT_PORT": str(free_port()),
+            "DATA_URL": http.url,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        try:
+            started = run_make("server", env=env)
+            assert started.returncode == 0, started.stderr
+            yield env, http
+        finally:
+            stop_lab_server(env)
+
+
+@pytest.fixture
+def env(lab, tmp_path):
+    base, _ = lab
+    return {**base, "DATA_DIR": str(tmp_path / "data"), "ARTIFACTS_DIR": str(tmp_path / "art")}
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_train_downloads_trains_and_matches_the_reference(env, fhv_files):
+    result = run_make("train", "DATE=2021-08-15", env=env)
+    assert result.returncode == 0, result.stderr
+    art = Path(env["ARTIFACTS_DIR"])
+    metrics = json.loads((art / "metrics-2021-08-15.json").read_text())
+    ref = reference.main(fhv_files["2021-06"], fhv_files["2021-07"])
+    assert abs(metrics["val_rmse"] - ref["val_rmse"]) < 1e-6
+    assert abs(metrics["train_rmse"] - ref["train_rmse"]) < 1e-6
+    assert metrics["n_features"] == ref["features"]
+    assert metrics["train"]["sha256"] == training.sha256(fhv_files["2021-06"])
+    assert metrics["train"]["rows_read"] == 3000
+    assert set(metrics["versions"]) >= {"python", "pandas", "pyarrow", "scikit-learn", "prefect"}
+    assert f"validation RMSE {metrics['val_rmse']:.4f} (2021-07)" in result.stdout
+    assert "dv-2021-08-15.pkl" in result.stdout
+    dv, lr = training.load_artifacts(art, "2021-08-15")
+    assert lr.predict(dv.transform([{"PUlocationID": "10", "DOlocationID": "50"}])).shape == (1,)
+
+
+@pytest.mark.parametrize("bad", ["2021-8-15", "2021-02-30", "tomorrow"])
+def test_malformed_date_fails_in_one_line_and_writes_nothing(env, bad):
+    result = run_make("train", f"DATE={bad}", env=env)
+    assert result.returncode != 0
+    assert _errors(result.stderr) == [
+        f"error: DATE='{bad}' is not a date YYYY-MM-DD (e.g. 2021-08-15)"
+    ]
+    assert not Path(env["ARTIFACTS_DIR"]).exists()
+    assert not Path(env["DATA_DIR"]).exists()
+
+
+def test_month_that_cannot_be_downloaded_is_named(env):
+    result = run_make("train", "DATE=2031-03-15", env=env)
+    assert result.returncode != 0
+    errors = _errors(result.stderr)
+    assert len(errors) == 1
+    assert "month 2031-01 is not available (HTTP 404" in errors[0]
+    assert not Path(env["ARTIFACTS_DIR"]).exists()
+
+
+def test_month_with_no_usable_rows_is_named_and_no_artifacts_written(env, fhv_files):
+    data = Path(env["DATA_DIR"])
+    data.mkdir()
+    shutil.copy(fhv_files["2021-06"], data / "fhv_tripdata_2021-06.parquet")
+    frame = synthetic_month(parse_month("2021-07"), 500)
+    frame["dropOff_datetime"] = frame["pickup_datetime"] + pd.Timedelta(hours=3)
+    frame.to_parquet(data / "fhv_tripdata_2021-07.parquet")
+    result = run_make("train", "DATE=2021-08-15", env=env)
+    assert result.returncode != 0
+    errors = _errors(result.stderr)
+    assert len(errors) == 1
+    assert (
+        "fhv_tripdata_2021-07.parquet: no rows left after keeping durations in [1, 60]"
+        in (errors[0])
+    )
+    assert not Path(env["ARTIFACTS_DIR"]).exists()
