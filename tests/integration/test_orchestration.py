@@ -104,10 +104,7 @@ def test_module_end_to_end(prefect_lab, fhv_files):
     queues = _post(env, "/work_pools/fhv-pool/queues/filter")
     assert sorted(q["name"] for q in queues) == ["default", "fhv-queue"]
     assert len(_post(env, "/work_pools/filter")) == 1
-    blocks = _post(
-        env, "/block_documents/filter", {"block_documents": {"is_anonymous": {"eq_": False}}}
-    )
-    assert [b["name"] for b in blocks] == ["fhvlab-results"]
+    assert _named_blocks(env) == ["fhvlab-results"]
     listed = _ok(run_make("work-queue-ls", env=env))
     assert "fhv-queue" in listed
 
@@ -158,12 +155,7 @@ def test_module_end_to_end(prefect_lab, fhv_files):
     assert "server: started" in restarted  # the stale PID file did not fool it
     assert [d["id"] for d in _deployments(env)] == [deployment["id"]]
     assert _post(env, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
-    assert [
-        b["name"]
-        for b in _post(
-            env, "/block_documents/filter", {"block_documents": {"is_anonymous": {"eq_": False}}}
-        )
-    ] == ["fhvlab-results"]
+    assert _named_blocks(env) == ["fhvlab-results"]
 
     stopped = _ok(run_make("server-stop", env=env))
     assert "server: stopped" in stopped
