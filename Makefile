@@ -198,7 +198,7 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 train: $(STAMP) ## train the duration model for DATE as a Prefect flow (starts the server if needed)
 	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
 	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
-	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile server
+	@$(VPY) -m fhvlab server start
 	@cd $(ROOT) && $(VPY) flows/train.py --date "$(DATE)"
 
 ##@ Checks
@@ -221,10 +221,14 @@ format: $(STAMP) ## rewrite: ruff --fix and ruff format
 	cd $(ROOT) && $(VENV)/bin/ruff check --fix .
 	cd $(ROOT) && $(VENV)/bin/ruff format .
 
+.PHONY: bench
+bench: server ## benchmark the lab vs the course script on two 1.1 M-row months (prints figures)
+	@cd $(ROOT) && $(VPY) scripts/bench.py
+
 ##@ Cleaning
 .PHONY: clean
 clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .venv, Prefect home
-	cd $(ROOT) && rm -rf .pytest_cache .ruff_cache build dist
+	cd $(ROOT) && rm -rf .pytest_cache .ruff_cache build dist .bench
 	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
 .PHONY: distclean

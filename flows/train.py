@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from fhvlab import model, paths, training
-from fhvlab.download import DEFAULT_DATA_URL, download_month
+from fhvlab.download import download_month
 from fhvlab.errors import LabError
 from fhvlab.months import parse_month
 from fhvlab.progress import LogProgress
@@ -123,7 +123,7 @@ def train(
         logger.info("no date given: using the run's scheduled date %s", date)
     data_dir = data_dir or str(paths.data_dir())
     artifacts_dir = artifacts_dir or str(paths.artifacts_dir())
-    data_url = data_url or paths.data_url() or DEFAULT_DATA_URL
+    data_url = data_url or paths.data_url()
 
     plan = resolve_plan(date)
     train_path = ensure_month(str(plan.train_month), data_dir, data_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,22 +13,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Variables that would let a test reach outside its sandbox (the user's Prefect, data, ...).
-_LEAKY = (
-    "PREFECT_HOME",
-    "PREFECT_API_URL",
-    "PREFECT_PROFILES_PATH",
-    "PREFECT_PROFILE",
-    "DATA_DIR",
-    "ARTIFACTS_DIR",
-    "DATA_URL",
-    "DATE",
-    "MONTHS",
-    "FORCE",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "MAKELEVEL",
-)
+# Variables that would let a test reach outside its sandbox (the user's Prefect server,
+# data, ...): every knob of the Makefile (`make test` exports them to pytest), make's own,
+# and every PREFECT_ setting.
+_KNOBS = set(re.findall(r"^([A-Z_]+)\s*\?=", (ROOT / "Makefile").read_text(), re.MULTILINE))
+_LEAKY = _KNOBS | {"LAB_ROOT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "UV_PROJECT_ENVIRONMENT"}
+
+
+# The test process itself is sandboxed too: nothing in it may reach the student's lab.
+for _name in [k for k in os.environ if k in _LEAKY or k.startswith("PREFECT_")]:
+    del os.environ[_name]
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

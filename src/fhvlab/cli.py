@@ -10,21 +10,25 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fhvlab import paths, server
-from fhvlab.download import DEFAULT_DATA_URL, describe, download_months
 from fhvlab.errors import LabError
 from fhvlab.months import months_for, parse_date, parse_month
-from fhvlab.progress import LogProgress, TerminalBar
+
+# Heavy modules (pyarrow, pandas, scikit-learn, prefect) are imported inside the commands
+# that need them, so `make server`, `make run` and friends start in a fraction of a second.
 
 log = logging.getLogger("fhvlab")
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
     """`make data`: the months DATE needs, or exactly MONTHS."""
+    from fhvlab.download import describe, download_months
+    from fhvlab.progress import LogProgress, TerminalBar
+
     if args.months:
         months = [parse_month(m) for m in args.months]
     else:
         months = list(months_for(parse_date(args.date)))
-    base_url = args.base_url or paths.data_url() or DEFAULT_DATA_URL
+    base_url = args.base_url or paths.data_url()
     dest = paths.data_dir()
     print(f"data: months {' '.join(map(str, months))} from {base_url} into {dest}")
     progress = TerminalBar() if sys.stderr.isatty() else LogProgress(log)
@@ -39,6 +43,22 @@ def _cmd_data(args: argparse.Namespace) -> int:
     )
     for line in describe(fetched):
         print(f"data: {line}")
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    """The lab's training computation alone (no Prefect), as JSON: for `make bench`."""
+    import json
+    import time
+    from pathlib import Path
+
+    from fhvlab import model, training
+
+    start = time.perf_counter()
+    train, val = model.load_trips(Path(args.train)), model.load_trips(Path(args.val))
+    dv, lr = model.fit(train)
+    scores = training.evaluate(dv, lr, train, val)
+    print(json.dumps({**scores, "seconds": time.perf_counter() - start}))
     return 0
 
 
@@ -179,10 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--date", help="run date YYYY-MM-DD: fetch the two months before it")
     which.add_argument("--months", nargs="+", metavar="YYYY-MM", help="fetch exactly these")
     data.add_argument("--force", action="store_true", help="download even if a valid file exists")
-    data.add_argument("--base-url", help=f"default: $DATA_URL or {DEFAULT_DATA_URL}")
+    data.add_argument("--base-url", help=f"default: $DATA_URL or {paths.DEFAULT_DATA_URL}")
     data.add_argument("--workers", type=int, default=3, help="concurrent downloads (default 3)")
     data.add_argument("--backoff", type=float, default=0.5, help="retry backoff factor, seconds")
     data.set_defaults(func=_cmd_data)
+
+    pipe = sub.add_parser("pipeline", help="train+evaluate two files without Prefect (bench)")
+    pipe.add_argument("train")
+    pipe.add_argument("val")
+    pipe.set_defaults(func=_cmd_pipeline)
 
     srv = sub.add_parser("server", help="the lab's Prefect server").add_subparsers(
         dest="action", required=True

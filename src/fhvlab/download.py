@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -21,19 +22,25 @@ from urllib3.util.retry import Retry
 from fhvlab.atomic import atomic_path
 from fhvlab.errors import DownloadError
 from fhvlab.months import Month
+from fhvlab.paths import DEFAULT_DATA_URL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 REQUIRED_COLUMNS = ("pickup_datetime", "dropOff_datetime", "PUlocationID", "DOlocationID")
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 CHUNK_BYTES = 1 << 18
-# Failures of a body already under way: urllib3's Retry covers connect and status only.
-_TRANSIENT_ERRORS = (
+# A body that breaks off after the headers: urllib3's Retry covers connecting and status
+# codes, not this, so the whole GET is started again (a bounded number of times).
+_BODY_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
+
+
+class _BodyInterrupted(Exception):
+    """The response body ended early; carries the underlying error."""
+
 
 # progress(month, bytes_done, bytes_total_or_None, finished)
 Progress = Callable[[Month, int, "int | None", bool], None]
@@ -190,7 +197,11 @@ def _fetch_once(
     cancel: CancelToken | None,
 ) -> int:
     """One GET of `url` into `tmp`; raise DownloadError for answers a retry cannot fix."""
-    with session.get(url, stream=True, timeout=timeout) as response:
+    try:
+        response = session.get(url, stream=True, timeout=timeout)
+    except requests.RequestException as exc:  # urllib3's Retry already tried again
+        raise DownloadError(f"month {month}: cannot fetch {url} ({_reason(exc)})") from None
+    with response:
         status = response.status_code
         if status in (403, 404):
             raise DownloadError(
@@ -201,10 +212,24 @@ def _fetch_once(
             raise DownloadError(f"month {month}: server kept failing (HTTP {status} from {url})")
         if status != 200:
             raise DownloadError(f"month {month}: unexpected HTTP {status} from {url}")
-        if cancel is None:
-            return _stream_to(response, tmp, month, progress, cancel)
-        with cancel.track(response):
-            return _stream_to(response, tmp, month, progress, cancel)
+        try:
+            if cancel is None:
+                return _stream_to(response, tmp, month, progress, cancel)
+            with cancel.track(response):
+                return _stream_to(response, tmp, month, progress, cancel)
+        except _BODY_ERRORS as exc:
+            raise _BodyInterrupted(exc) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost readable reason of a requests error, e.g. '[Errno 111] Connection refused'."""
+    text = str(exc)
+    found = re.findall(r"\[Errno -?\d+\] [^'\")]+", text)
+    if found:
+        return found[-1]
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return text if len(text) < 160 else f"{type(exc).__name__}"
 
 
 def _fetch_with_retries(
@@ -222,18 +247,17 @@ def _fetch_with_retries(
     for attempt in range(1, attempts + 1):
         try:
             return _fetch_once(session, url, month, tmp, timeout, progress, cancel)
-        except _TRANSIENT_ERRORS as exc:
+        except _BodyInterrupted as interrupted:
             if cancel is not None and cancel.is_set():
                 raise Cancelled from None
+            reason = _reason(interrupted.__cause__ or interrupted)
             if attempt == attempts:
                 raise DownloadError(
                     f"month {month}: download from {url} failed after {attempts} attempts "
-                    f"({type(exc).__name__}: {exc})"
+                    f"(body cut short: {reason})"
                 ) from None
-            log.warning("month %s: attempt %d failed (%s); retrying", month, attempt, exc)
+            log.warning("month %s: attempt %d cut short (%s); retrying", month, attempt, reason)
             time.sleep(backoff * 2**attempt)
-        except requests.RequestException as exc:
-            raise DownloadError(f"month {month}: cannot fetch {url} ({exc})") from None
     raise AssertionError("unreachable: attempts must be >= 1")
 
 

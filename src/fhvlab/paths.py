@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 
 
 def _from_env(name: str, default: Path) -> Path:
@@ -29,6 +30,6 @@ def prefect_home() -> Path:
     return _from_env("PREFECT_HOME", ROOT / "env" / "prefect")
 
 
-def data_url() -> str | None:
-    """Base URL of the monthly files (`DATA_URL`), or None to use the TLC's."""
-    return os.environ.get("DATA_URL", "").strip() or None
+def data_url() -> str:
+    """Base URL of the monthly files (`DATA_URL`, default the TLC's)."""
+    return os.environ.get("DATA_URL", "").strip() or DEFAULT_DATA_URL

@@ -220,3 +220,16 @@ def test_ctrl_c_during_download_leaves_no_partial_file(fhv_server, fhv_files, tm
     assert proc.returncode == 130
     assert "interrupted" in stderr
     assert _files(data) == []
+
+
+def test_unreachable_data_host_is_one_line_and_leaves_nothing(lab_env):
+    from tests.conftest import free_port
+
+    env = {**lab_env, "DATA_URL": f"http://127.0.0.1:{free_port()}/trip-data"}
+    result = run_make("data", "MONTHS=2021-06", env=env)
+    assert result.returncode != 0
+    errors = _errors(result.stderr)
+    assert len(errors) == 1
+    assert "month 2021-06: cannot fetch" in errors[0]
+    assert "Connection refused" in errors[0]
+    assert _files(Path(lab_env["DATA_DIR"])) == []
