@@ -133,6 +133,13 @@ hooks: | $(STAMP)
 data: $(STAMP) ## download the FHV months DATE needs (DATE-2, DATE-1) or exactly MONTHS="2021-01 2021-02"; FORCE=1 re-downloads
 	@$(VPY) -m fhvlab data $(if $(MONTHS),--months $(MONTHS),--date "$(DATE)") $(if $(filter 1 yes true,$(FORCE)),--force,)
 
+.PHONY: train
+train: $(STAMP) ## train the duration model for DATE as a Prefect flow (starts the server if needed)
+	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
+	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
+	@$(VPY) -m fhvlab server start
+	@cd $(ROOT) && $(VPY) flows/train.py --date "$(DATE)"
+
 .PHONY: server
 server: $(STAMP) ## start the Prefect server in the background (course: prefect orion start); no-op if up
 	@$(VPY) -m fhvlab server start
@@ -194,13 +201,6 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 	@$(VENV)/bin/prefect deployment run "$(FLOW_NAME)/$(DEPLOYMENT)" --param date="$(DATE)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
 
-.PHONY: train
-train: $(STAMP) ## train the duration model for DATE as a Prefect flow (starts the server if needed)
-	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
-	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
-	@$(VPY) -m fhvlab server start
-	@cd $(ROOT) && $(VPY) flows/train.py --date "$(DATE)"
-
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
@@ -232,6 +232,7 @@ clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .ven
 	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
 .PHONY: distclean
-distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/ and the lab's Prefect home (env/prefect)
+distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/ and the lab's Prefect home (env/prefect); stops its server first
+	@if [ -x $(VPY) ]; then PREFECT_HOME=$(ROOT)/env/prefect $(VPY) -m fhvlab server stop; fi
 	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect
 	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md -delete

@@ -21,6 +21,7 @@ FLOW = "fhv-duration-training"
 
 
 def _ok(result) -> str:
+    print(f"[{time.strftime('%T')}] {result.args[-1]}", flush=True)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result.stdout
 
