@@ -128,6 +128,22 @@ hooks: | $(STAMP)
 	  cd $(ROOT) && $(VENV)/bin/pre-commit install --install-hooks >/dev/null && echo "setup: pre-commit hook installed"; \
 	fi
 
+.PHONY: doctor
+doctor: ## check the set-up, one line per check, with the command that fixes each (changes nothing)
+	@$(PYTHON) $(ROOT)/scripts/doctor.py
+
+.PHONY: tour
+tour: ## the whole module in order (data, server, ..., deploy, train, run + worker) and a summary
+	@echo "tour: 1/6 data";        $(MAKE) --no-print-directory -f $(ROOT)/Makefile data
+	@echo "tour: 2/6 server, config, storage, work queue, deployment"; \
+	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy
+	@echo "tour: 3/6 train";       $(MAKE) --no-print-directory -f $(ROOT)/Makefile train
+	@echo "tour: 4/6 run the deployment now"; $(MAKE) --no-print-directory -f $(ROOT)/Makefile run
+	@echo "tour: 5/6 a worker runs it"; $(MAKE) --no-print-directory -f $(ROOT)/Makefile worker ONCE=1
+	@echo "tour: 6/6 summary"
+	@$(VPY) -m fhvlab summary --date "$(DATE)"
+	@$(VENV)/bin/prefect work-queue ls --pool "$(WORK_POOL)"
+
 ##@ The module, step by step
 .PHONY: data
 data: $(STAMP) ## download the FHV months DATE needs (DATE-2, DATE-1) or exactly MONTHS="2021-01 2021-02"; FORCE=1 re-downloads
@@ -200,6 +216,10 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
 	@$(VENV)/bin/prefect deployment run "$(FLOW_NAME)/$(DEPLOYMENT)" --param date="$(DATE)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
+
+.PHONY: ui
+ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium) -> ARTIFACTS_DIR/ui/
+	@$(VPY) -m fhvlab ui
 
 ##@ Checks
 .PHONY: test

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,16 @@ def run_make(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the lab's source (no .venv, data or Prefect home): a fresh clone, offline."""
+    dest.mkdir()
+    for name in ("Makefile", "pyproject.toml", "uv.lock", "README.md", "prefect.yaml"):
+        shutil.copy2(ROOT / name, dest / name)
+    for folder in ("src", "scripts", "flows"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
 
 
 @pytest.fixture

@@ -181,6 +181,61 @@ def _cmd_work_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_summary(args: argparse.Namespace) -> int:
+    """`make tour`'s closing summary: the figures the course homework asks for."""
+    import json
+
+    import requests
+
+    api = server.parse_api_url(args.api_url)
+    server.require_api(api)
+    run_date = parse_date(args.date).isoformat()
+    folder = paths.artifacts_dir()
+    metrics = json.loads((folder / f"metrics-{run_date}.json").read_text())
+    dv_bytes = (folder / f"dv-{run_date}.pkl").stat().st_size
+    name = f"{args.flow}/{args.deployment}"
+    dep = requests.get(f"{api}/deployments/name/{name}", timeout=10)
+    dep.raise_for_status()
+    deployment = dep.json()
+    crons = ", ".join(s["schedule"].get("cron", "?") for s in deployment["schedules"]) or "none"
+    body = {
+        "deployments": {"id": {"any_": [deployment["id"]]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+    }
+    scheduled = requests.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
+    ui = args.ui_url or api.removesuffix("/api")
+    print(
+        f"summary: validation RMSE for {run_date}: {metrics['val_rmse']:.4f} "
+        f"(train {metrics['train_rmse']:.4f}, {metrics['train_month']} -> {metrics['val_month']})"
+    )
+    print(f"summary: dv-{run_date}.pkl: {dv_bytes} bytes")
+    print(f"summary: deployment {name}: cron {crons}, {len(scheduled)} scheduled runs")
+    print(
+        f"summary: work pool {deployment['work_pool_name']}, queue {deployment['work_queue_name']}"
+    )
+    print(f"summary: UI {ui}/deployments/deployment/{deployment['id']}")
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    """`make ui`: screenshot of the deployment's page in the Prefect UI."""
+    import requests
+
+    from fhvlab import ui
+
+    api = server.parse_api_url(args.api_url)
+    server.require_api(api)
+    found = requests.get(f"{api}/deployments/name/{args.flow}/{args.deployment}", timeout=10)
+    if found.status_code == 404:
+        raise LabError(f"no deployment {args.flow}/{args.deployment}: run `make deploy` first")
+    found.raise_for_status()
+    url = f"{api.removesuffix('/api')}/deployments/deployment/{found.json()['id']}"
+    out = paths.artifacts_dir() / "ui" / "deployment.png"
+    ui.screenshot(url, out)
+    print(f"ui: {url} -> {out}")
+    return 0
+
+
 def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=os.environ.get("PREFECT_HOST", "127.0.0.1"))
     parser.add_argument("--port", default=os.environ.get("PREFECT_PORT", "4200"))
@@ -237,6 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_api_arg(storage)
     storage.add_argument("--url", required=True, help="folder or fsspec URL (s3://...)")
     storage.set_defaults(func=_cmd_storage)
+
+    summary = sub.add_parser("summary", help="the tour's closing figures")
+    _add_api_arg(summary)
+    summary.add_argument("--date", required=True)
+    summary.add_argument("--flow", default="fhv-duration-training")
+    summary.add_argument("--deployment", default=os.environ.get("DEPLOYMENT", "fhv-monthly"))
+    summary.add_argument("--ui-url", default=None)
+    summary.set_defaults(func=_cmd_summary)
+
+    shot = sub.add_parser("ui", help="screenshot of the deployment page")
+    _add_api_arg(shot)
+    shot.add_argument("--flow", default="fhv-duration-training")
+    shot.add_argument("--deployment", default=os.environ.get("DEPLOYMENT", "fhv-monthly"))
+    shot.set_defaults(func=_cmd_ui)
 
     queue = sub.add_parser("work-queue", help="process work pool and queue")
     _add_api_arg(queue)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_make
+from tests.conftest import ROOT, copy_project, run_make
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +49,7 @@ def test_make_from_another_directory_uses_the_checkout_paths(tmp_path):
 
 
 def _copy_project(dest: Path) -> Path:
-    dest.mkdir()
-    for name in ("Makefile", "pyproject.toml", "uv.lock", "README.md"):
-        shutil.copy2(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
+    return copy_project(dest)
 
 
 def test_setup_refuses_a_python_that_is_too_old(tmp_path):

@@ -1,0 +1,295 @@
+"""`make doctor`: what is set up, what is not, and the exact command that fixes each.
+
+Standard library only (it must run before `make setup`), reads everything, changes nothing.
+Exit status 1 when a check failed (a step the student still needs), 0 otherwise; warnings
+("!") never fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PY = ROOT / ".venv" / "bin" / "python"
+STAMP = ROOT / ".venv" / ".lab-stamp"
+FLOW = "fhv-duration-training"
+
+
+@dataclass
+class Check:
+    """One line of the report."""
+
+    name: str
+    status: str  # "ok", "warn", "fail", "skip"
+    detail: str
+    fix: str = ""
+
+
+MARKS = {"ok": "[ok]  ", "warn": "[!]   ", "fail": "[FAIL]", "skip": "[--]  "}
+
+
+def env(name: str, default: str = "") -> str:
+    """A knob as `make` exported it (or the default when run by hand)."""
+    return os.environ.get(name, "").strip() or default
+
+
+def get_json(url: str, timeout: float = 3.0) -> object | None:
+    """GET `url` as JSON; None when it fails in any way."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if auth:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def check_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info >= (3, 11):  # noqa: UP036 (runs on whatever python3 is, before setup)
+        return Check("python", "ok", f"{sys.executable} is Python {version}")
+    return Check(
+        "python",
+        "fail",
+        f"{sys.executable} is Python {version}; the lab needs >= 3.11",
+        "install Python 3.11+ and run: make setup PYTHON=python3.11",
+    )
+
+
+def check_venv() -> Check:
+    if not VENV_PY.exists() or not STAMP.exists():
+        return Check("venv", "fail", f"{ROOT / '.venv'} is not set up", "make setup")
+    stale = [
+        p.name
+        for p in (ROOT / "uv.lock", ROOT / "pyproject.toml")
+        if p.stat().st_mtime > STAMP.stat().st_mtime
+    ]
+    if stale:
+        return Check("venv", "fail", f".venv is older than {', '.join(stale)}", "make setup")
+    return Check("venv", "ok", ".venv in sync with uv.lock")
+
+
+def venv_python(code: str, *args: str) -> str | None:
+    """Run a snippet in .venv's Python; its stdout, or None if it failed."""
+    if not VENV_PY.exists():
+        return None
+    try:
+        done = subprocess.run(
+            [str(VENV_PY), "-c", code, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def check_prefect() -> Check:
+    found = venv_python("from importlib.metadata import version; print(version('prefect'))")
+    if found is None:
+        return Check("prefect", "fail", "Prefect is not installed in .venv", "make setup")
+    if not found.startswith("3."):
+        return Check(
+            "prefect", "fail", f"Prefect {found}; the lab is written for 3.9", "make setup"
+        )
+    return Check("prefect", "ok", f"Prefect {found}")
+
+
+def check_home() -> list[Check]:
+    home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
+    checks = []
+    profiles = home / "profiles.toml"
+    active = None
+    if profiles.exists():
+        for line in profiles.read_text().splitlines():
+            if line.startswith("active"):
+                active = line.split("=", 1)[1].strip().strip('"')
+    if active == "fhvlab":
+        checks.append(Check("prefect home", "ok", f"{home}, active profile 'fhvlab'"))
+    else:
+        checks.append(
+            Check(
+                "prefect home",
+                "fail",
+                f"{home}: the lab profile is not active ({active or 'no profile'})",
+                "make config",
+            )
+        )
+    old = Path.home() / ".prefect"
+    if (old / "orion.db").exists():
+        checks.append(
+            Check(
+                "~/.prefect",
+                "warn",
+                f"{old} holds a Prefect 2 'orion.db'; the lab ignores it (its home is {home})",
+            )
+        )
+    return checks
+
+
+def port_holder(host: str, port: int, home: Path) -> tuple[str, str]:
+    """('free' | 'lab' | 'other', detail) for host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        busy = sock.connect_ex((host, port)) == 0
+    if not busy:
+        return "free", f"port {port} is free"
+    pid_file = home / "server.pid"
+    if pid_file.exists():
+        pid = pid_file.read_text().strip()
+        if Path(f"/proc/{pid}").exists():
+            return "lab", f"port {port} is held by the lab's server (pid {pid})"
+    return "other", f"port {port} is held by a program the lab did not start"
+
+
+def check_api() -> tuple[list[Check], bool]:
+    host = env("PREFECT_HOST", "127.0.0.1")
+    port = env("PREFECT_PORT", "4200")
+    client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    api = env("API_URL", f"http://{client_host}:{port}/api")
+    home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
+    healthy = get_json(f"{api}/health") is True
+    checks = []
+    local = urllib.parse.urlsplit(api).hostname in ("127.0.0.1", "localhost", client_host)
+    if healthy:
+        version = get_json(f"{api}/admin/version")
+        checks.append(Check("api", "ok", f"{api} answers (server {version})"))
+    elif local:
+        checks.append(Check("api", "fail", f"nothing answers at {api}", "make server"))
+    else:
+        checks.append(
+            Check(
+                "api",
+                "fail",
+                f"{api} (API_URL) is unreachable",
+                "check that server, or: make config API_URL=http://<ip>:4200/api",
+            )
+        )
+    if port.isdigit():
+        holder, detail = port_holder(client_host, int(port), home)
+        status = {"free": "ok", "lab": "ok", "other": "fail" if not healthy else "warn"}[holder]
+        fix = f"stop that program, or use another port: make server PREFECT_PORT={int(port) + 1}"
+        checks.append(Check("port", status, detail, fix if holder == "other" else ""))
+    else:
+        checks.append(
+            Check(
+                "port",
+                "fail",
+                f"PREFECT_PORT={port!r} is not a number",
+                "make ... PREFECT_PORT=4200",
+            )
+        )
+    return checks, healthy
+
+
+def check_orchestration(api_up: bool) -> list[Check]:
+    api_host = (
+        "127.0.0.1"
+        if env("PREFECT_HOST", "127.0.0.1") in ("0.0.0.0", "::")
+        else env("PREFECT_HOST", "127.0.0.1")
+    )
+    api = env("API_URL", f"http://{api_host}:{env('PREFECT_PORT', '4200')}/api")
+    pool, queue = env("WORK_POOL", "fhv-pool"), env("WORK_QUEUE", "fhv-queue")
+    deployment = env("DEPLOYMENT", "fhv-monthly")
+    names = ("work pool", "work queue", "deployment")
+    if not api_up:
+        return [Check(n, "skip", "server not answering", "make server") for n in names]
+    quote = urllib.parse.quote
+    found_pool = get_json(f"{api}/work_pools/{quote(pool)}")
+    found_queue = get_json(f"{api}/work_pools/{quote(pool)}/queues/{quote(queue)}")
+    found_dep = get_json(f"{api}/deployments/name/{FLOW}/{quote(deployment)}")
+    checks = [
+        Check("work pool", "ok", f"{pool!r}")
+        if isinstance(found_pool, dict) and "id" in found_pool
+        else Check("work pool", "fail", f"{pool!r} missing", "make work-queue"),
+        Check("work queue", "ok", f"{queue!r} in {pool!r}")
+        if isinstance(found_queue, dict) and "id" in found_queue
+        else Check("work queue", "fail", f"{queue!r} missing in {pool!r}", "make work-queue"),
+    ]
+    if isinstance(found_dep, dict) and "id" in found_dep:
+        crons = [s["schedule"].get("cron") for s in found_dep.get("schedules", [])]
+        checks.append(Check("deployment", "ok", f"{FLOW}/{deployment}, cron {crons}"))
+    else:
+        checks.append(Check("deployment", "fail", f"{FLOW}/{deployment} missing", "make deploy"))
+    return checks
+
+
+def check_data() -> list[Check]:
+    date = env("DATE", "2021-08-15")
+    data_dir = Path(env("DATA_DIR", str(ROOT / "data")))
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fhvlab.training import plan\n"
+        "from fhvlab.download import month_filename, valid_rows\n"
+        "p = plan(sys.argv[1])\n"
+        "for m in (p.train_month, p.val_month):\n"
+        "    print(m, valid_rows(Path(sys.argv[2]) / month_filename(m)))\n"
+    )
+    out = venv_python(code, date, str(data_dir))
+    if out is None:
+        return [Check("data", "skip", f"cannot check the months for DATE={date} yet", "make setup")]
+    checks = []
+    for line in out.splitlines():
+        month, rows = line.split()
+        if rows == "None":
+            checks.append(
+                Check(
+                    "data",
+                    "fail",
+                    f"{month} missing or invalid in {data_dir}",
+                    f"make data DATE={date}",
+                )
+            )
+        else:
+            checks.append(Check("data", "ok", f"{month}: {int(rows):,} rows in {data_dir}"))
+    return checks
+
+
+def check_disk() -> Check:
+    free_gb = shutil.disk_usage(ROOT).free / 1e9
+    if free_gb < 1:
+        return Check(
+            "disk",
+            "warn",
+            f"{free_gb:.1f} GB free at {ROOT}; a month is ~20 MB, .venv ~1 GB",
+            "make clean",
+        )
+    return Check("disk", "ok", f"{free_gb:.0f} GB free")
+
+
+def main() -> int:
+    checks = [check_python(), check_venv(), check_prefect(), *check_home()]
+    api_checks, api_up = check_api()
+    checks += api_checks + check_orchestration(api_up) + check_data() + [check_disk()]
+    for c in checks:
+        line = f"{MARKS[c.status]} {c.name:13} {c.detail}"
+        if c.status in ("fail", "warn", "skip") and c.fix:
+            line += f"  ->  {c.fix}"
+        print(line)
+    failed = [c for c in checks if c.status == "fail"]
+    if failed:
+        print(f"\ndoctor: {len(failed)} check(s) failed; next: {failed[0].fix}")
+        return 1
+    print("\ndoctor: all good")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
