@@ -185,16 +185,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     """`make tour`'s closing summary: the figures the course homework asks for."""
     import json
 
-    import requests
-
     api = server.parse_api_url(args.api_url)
     server.require_api(api)
+    http = server.api_session()
     run_date = parse_date(args.date).isoformat()
     folder = paths.artifacts_dir()
     metrics = json.loads((folder / f"metrics-{run_date}.json").read_text())
     dv_bytes = (folder / f"dv-{run_date}.pkl").stat().st_size
     name = f"{args.flow}/{args.deployment}"
-    dep = requests.get(f"{api}/deployments/name/{name}", timeout=10)
+    dep = http.get(f"{api}/deployments/name/{name}", timeout=10)
     dep.raise_for_status()
     deployment = dep.json()
     crons = ", ".join(s["schedule"].get("cron", "?") for s in deployment["schedules"]) or "none"
@@ -202,7 +201,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         "deployments": {"id": {"any_": [deployment["id"]]}},
         "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
     }
-    scheduled = requests.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
+    scheduled = http.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
     ui = args.ui_url or api.removesuffix("/api")
     print(
         f"summary: validation RMSE for {run_date}: {metrics['val_rmse']:.4f} "
@@ -219,13 +218,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def _cmd_ui(args: argparse.Namespace) -> int:
     """`make ui`: screenshot of the deployment's page in the Prefect UI."""
-    import requests
-
     from fhvlab import ui
 
     api = server.parse_api_url(args.api_url)
     server.require_api(api)
-    found = requests.get(f"{api}/deployments/name/{args.flow}/{args.deployment}", timeout=10)
+    found = server.api_session().get(
+        f"{api}/deployments/name/{args.flow}/{args.deployment}", timeout=10
+    )
     if found.status_code == 404:
         raise LabError(f"no deployment {args.flow}/{args.deployment}: run `make deploy` first")
     found.raise_for_status()

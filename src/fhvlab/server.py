@@ -94,6 +94,16 @@ def is_healthy(api_url: str, timeout: float = 2.0) -> bool:
     return response.status_code == 200 and response.text.strip() == "true"
 
 
+def api_session() -> requests.Session:
+    """A session for the Prefect REST API, with basic auth when PREFECT_API_AUTH_STRING is set."""
+    session = requests.Session()
+    auth = os.environ.get("PREFECT_API_AUTH_STRING", "")
+    if ":" in auth:
+        user, password = auth.split(":", 1)
+        session.auth = (user, password)
+    return session
+
+
 def require_api(api_url: str) -> None:
     """Raise LabError with the fix when no Prefect API answers at `api_url`."""
     url = parse_api_url(api_url)
