@@ -228,3 +228,16 @@ def test_stale_pid_file_is_handled(prefect_lab):
     assert not (home / "server.pid").exists()
     (home / "server.pid").write_text("999999\n")
     assert "not running; nothing to stop" in _ok(run_make("server-stop", env=prefect_lab))
+
+
+def test_with_an_auth_string_the_api_is_closed_and_the_lab_clients_use_it(prefect_lab):
+    env = {**prefect_lab, "PREFECT_SERVER_API_AUTH_STRING": "student:s3cret"}
+    out = _ok(run_make("server", "work-queue", env=env))
+    assert "WARNING" not in out
+    assert "created work queue 'fhv-queue'" in out
+    anonymous = requests.post(f"{_api(env)}/work_pools/filter", json={}, timeout=10)
+    assert anonymous.status_code == 401
+    authed = requests.post(
+        f"{_api(env)}/work_pools/filter", json={}, auth=("student", "s3cret"), timeout=10
+    )
+    assert [p["name"] for p in authed.json()] == ["fhv-pool"]
