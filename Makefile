@@ -68,6 +68,10 @@ STAMP  := $(VENV)/.lab-stamp
 TOOLS  := $(ROOT)/.tools
 UV     := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 
+# One-line check of DATE before anything starts (a recipe line: `@$(CHECK_DATE)`).
+CHECK_DATE = $(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' \
+  "$(DATE)" 2>/dev/null || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
+
 # Everything a recipe starts sees the lab's locations and runs offline-friendly. API_URL is
 # the one source of truth for clients: it is exported, so it wins over any profile value.
 export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT API_URL UI_API_URL
@@ -151,8 +155,7 @@ data: $(STAMP) ## download the FHV months DATE needs (DATE-2, DATE-1) or exactly
 
 .PHONY: train
 train: $(STAMP) ## train the duration model for DATE as a Prefect flow (starts the server if needed)
-	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
-	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
+	@$(CHECK_DATE)
 	@$(VPY) -m fhvlab server start
 	@cd $(ROOT) && $(VPY) flows/train.py --date "$(DATE)"
 
@@ -212,8 +215,7 @@ worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONC
 .PHONY: run
 run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); WATCH=1 waits for it
 	@$(VPY) -m fhvlab api-check
-	@$(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' "$(DATE)" 2>/dev/null \
-	  || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
+	@$(CHECK_DATE)
 	@$(VENV)/bin/prefect deployment run "$(FLOW_NAME)/$(DEPLOYMENT)" --param date="$(DATE)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
 

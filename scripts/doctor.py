@@ -158,15 +158,24 @@ def port_holder(host: str, port: int, home: Path) -> tuple[str, str]:
     return "other", f"port {port} is held by a program the lab did not start"
 
 
-def check_api() -> tuple[list[Check], bool]:
+def client_host() -> str:
+    """Host a client calls for the lab's server (0.0.0.0 means: this machine)."""
     host = env("PREFECT_HOST", "127.0.0.1")
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def api_url() -> str:
+    """The API URL in effect, as the Makefile computes it."""
+    return env("API_URL", f"http://{client_host()}:{env('PREFECT_PORT', '4200')}/api")
+
+
+def check_api() -> tuple[list[Check], bool]:
     port = env("PREFECT_PORT", "4200")
-    client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    api = env("API_URL", f"http://{client_host}:{port}/api")
+    api = api_url()
     home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
     healthy = get_json(f"{api}/health") is True
     checks = []
-    local = urllib.parse.urlsplit(api).hostname in ("127.0.0.1", "localhost", client_host)
+    local = urllib.parse.urlsplit(api).hostname in ("127.0.0.1", "localhost", client_host())
     if healthy:
         version = get_json(f"{api}/admin/version")
         checks.append(Check("api", "ok", f"{api} answers (server {version})"))
@@ -182,7 +191,7 @@ def check_api() -> tuple[list[Check], bool]:
             )
         )
     if port.isdigit():
-        holder, detail = port_holder(client_host, int(port), home)
+        holder, detail = port_holder(client_host(), int(port), home)
         status = {"free": "ok", "lab": "ok", "other": "fail" if not healthy else "warn"}[holder]
         fix = f"stop that program, or use another port: make server PREFECT_PORT={int(port) + 1}"
         checks.append(Check("port", status, detail, fix if holder == "other" else ""))
@@ -199,12 +208,7 @@ def check_api() -> tuple[list[Check], bool]:
 
 
 def check_orchestration(api_up: bool) -> list[Check]:
-    api_host = (
-        "127.0.0.1"
-        if env("PREFECT_HOST", "127.0.0.1") in ("0.0.0.0", "::")
-        else env("PREFECT_HOST", "127.0.0.1")
-    )
-    api = env("API_URL", f"http://{api_host}:{env('PREFECT_PORT', '4200')}/api")
+    api = api_url()
     pool, queue = env("WORK_POOL", "fhv-pool"), env("WORK_QUEUE", "fhv-queue")
     deployment = env("DEPLOYMENT", "fhv-monthly")
     names = ("work pool", "work queue", "deployment")
