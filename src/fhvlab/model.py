@@ -77,6 +77,25 @@ def load_trips(path: Path) -> Trips:
     return prepare(read_trips(path), path.name)
 
 
+def _lookup(column: np.ndarray, key: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values of `column`, `key[value]` for every row, -1 where absent).
+
+    Location IDs are small integers, so a table indexed by value does this in O(n); a wide
+    range falls back to sorting (np.unique).
+    """
+    if len(column) == 0:
+        return column, column.copy()
+    lo, hi = int(column.min()), int(column.max())
+    if hi - lo < 10_000_000:
+        values = np.flatnonzero(np.bincount(column - lo)) + lo
+        table = np.full(hi - lo + 1, -1, dtype=np.int64)
+        table[values - lo] = [key.get(int(v), -1) for v in values]
+        return values, table[column - lo]
+    values, inverse = np.unique(column, return_inverse=True)
+    mapped = np.array([key.get(int(v), -1) for v in values], dtype=np.int64)
+    return values, mapped[inverse.reshape(-1)]
+
+
 def fit_vectorizer(codes: np.ndarray) -> DictVectorizer:
     """A DictVectorizer fitted on the distinct values of each feature column.
 
@@ -86,7 +105,7 @@ def fit_vectorizer(codes: np.ndarray) -> DictVectorizer:
     records = [
         {feature: str(value)}
         for j, feature in enumerate(FEATURES)
-        for value in np.unique(codes[:, j])
+        for value in _lookup(codes[:, j], {})[0]
     ]
     return DictVectorizer().fit(records)
 
@@ -96,15 +115,21 @@ def design_matrix(dv: DictVectorizer, codes: np.ndarray) -> sparse.csr_matrix:
     n = len(codes)
     columns = []
     for j, feature in enumerate(FEATURES):
-        values, inverse = np.unique(codes[:, j], return_inverse=True)
-        lookup = np.array(
-            [dv.vocabulary_.get(f"{feature}={v}", -1) for v in values], dtype=np.int64
-        )
-        columns.append(lookup[inverse.reshape(-1)])
+        prefix = f"{feature}="
+        key = {
+            int(name[len(prefix) :]): index
+            for name, index in dv.vocabulary_.items()
+            if name.startswith(prefix)
+        }
+        columns.append(_lookup(codes[:, j], key)[1])
     cols = np.column_stack(columns)  # n x 2, -1 where the value was never seen in training
     seen = cols >= 0
-    indptr = np.concatenate([[0], np.cumsum(seen.sum(axis=1))])
-    indices = cols[seen]  # row-major: each row's PU column, then its DO column
+    if seen.all():  # the training month: exactly two ones per row
+        indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
+        indices = cols.reshape(-1)
+    else:
+        indptr = np.concatenate([[0], np.cumsum(seen.sum(axis=1))])
+        indices = cols[seen]  # row-major: each row's PU column, then its DO column
     data = np.ones(len(indices), dtype=np.float64)
     return sparse.csr_matrix((data, indices, indptr), shape=(n, len(dv.feature_names_)))
 
