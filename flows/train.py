@@ -126,10 +126,13 @@ def train(
     data_url = data_url or paths.data_url()
 
     plan = resolve_plan(date)
-    train_path = ensure_month(str(plan.train_month), data_dir, data_url)
-    val_path = ensure_month(str(plan.val_month), data_dir, data_url)
-    train_trips = prepare_month(train_path)
-    val_trips = prepare_month(val_path)
+    # Both months are fetched and prepared side by side (Prefect's thread-pool task runner).
+    paths_ = [
+        ensure_month.submit(str(m), data_dir, data_url) for m in (plan.train_month, plan.val_month)
+    ]
+    trips = [prepare_month.submit(p) for p in paths_]
+    train_path, val_path = (p.result() for p in paths_)
+    train_trips, val_trips = (t.result() for t in trips)
     fitted = fit_model(train_trips)
     scores = evaluate(fitted, train_trips, val_trips)
     metrics = {

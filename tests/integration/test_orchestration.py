@@ -108,6 +108,10 @@ def test_module_end_to_end(prefect_lab, fhv_files):
     assert _named_blocks(env) == ["fhvlab-results"]
     listed = _ok(run_make("work-queue-ls", env=env))
     assert "fhv-queue" in listed
+    wide = {**env, "COLUMNS": "200"}  # rich tables: no truncated names
+    assert "local-file-system/fhvlab-results" in _ok(run_make("storage-ls", env=wide))
+    view = _ok(run_make("config-view", env=env))
+    assert f"PREFECT_API_URL='{_api(env)}'" in view
 
     # Run now, let one worker pick it up; data comes from the loopback HTTP server.
     _ok(run_make("run", "DATE=2021-08-15", env=env))
@@ -141,6 +145,10 @@ def test_module_end_to_end(prefect_lab, fhv_files):
         "fhv_tripdata_2021-06.parquet",
         "fhv_tripdata_2021-07.parquet",
     ]
+    # Result persistence is on, but months never go to result storage: only small results.
+    stored = [p for p in (home / "results").rglob("*") if p.is_file()]
+    assert stored, "result persistence should have stored the small task results"
+    assert max(p.stat().st_size for p in stored) < 100_000
     metrics = json.loads((artifacts / "metrics-2021-08-15.json").read_text())
     assert metrics["val_month"] == "2021-07"
     md = _post(
