@@ -37,12 +37,3 @@ def atomic_path(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def write_bytes_atomic(final: Path, data: bytes) -> Path:
-    """Write `data` to `final` atomically (fsynced before the rename)."""
-    with atomic_path(final) as tmp, tmp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    return final

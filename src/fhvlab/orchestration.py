@@ -76,14 +76,6 @@ def update_profile(values: dict[str, str | None]) -> list[str]:
     return changes
 
 
-def profile_settings() -> dict[str, str]:
-    """The settings stored in the lab's profile (empty if it does not exist)."""
-    profiles = load_profiles(include_defaults=False)
-    if PROFILE not in profiles.names:
-        return {}
-    return {k.name: str(v) for k, v in profiles[PROFILE].settings.items()}
-
-
 def save_storage(url: str) -> tuple[str, str]:
     """Save the result-storage block (replaces `prefect storage create`); return (slug, basepath).
 
