@@ -36,30 +36,18 @@ TIMEZONE      ?= UTC                     # time zone of CRON
 ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
 WATCH         ?= 0                       # 1: `make run` waits for the run to finish
 
-# Strip the comments' leading blanks that `?=` keeps on the right-hand side.
-PYTHON        := $(strip $(PYTHON))
-UV_VERSION    := $(strip $(UV_VERSION))
-DATE          := $(strip $(DATE))
-MONTHS        := $(strip $(MONTHS))
-FORCE         := $(strip $(FORCE))
-DATA_URL      := $(strip $(DATA_URL))
-DATA_DIR      := $(abspath $(strip $(DATA_DIR)))
-ARTIFACTS_DIR := $(abspath $(strip $(ARTIFACTS_DIR)))
-PREFECT_HOME  := $(abspath $(strip $(PREFECT_HOME)))
-PYTEST_ARGS   := $(strip $(PYTEST_ARGS))
-PREFECT_HOST  := $(strip $(PREFECT_HOST))
-PREFECT_PORT  := $(strip $(PREFECT_PORT))
+# `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
+KNOBS := PYTHON UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
+  PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
+  DEPLOYMENT CRON TIMEZONE ONCE WATCH
+$(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
+DATA_DIR      := $(abspath $(DATA_DIR))
+ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
+PREFECT_HOME  := $(abspath $(PREFECT_HOME))
 CLIENT_HOST   := $(if $(filter 0.0.0.0 ::,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST))
-API_URL       := $(or $(strip $(API_URL)),http://$(CLIENT_HOST):$(PREFECT_PORT)/api)
-UI_API_URL    := $(or $(strip $(UI_API_URL)),$(API_URL))
-STORAGE_URL   := $(or $(strip $(STORAGE_URL)),$(PREFECT_HOME)/results)
-WORK_POOL     := $(strip $(WORK_POOL))
-WORK_QUEUE    := $(strip $(WORK_QUEUE))
-DEPLOYMENT    := $(strip $(DEPLOYMENT))
-CRON          := $(strip $(CRON))
-TIMEZONE      := $(strip $(TIMEZONE))
-ONCE          := $(strip $(ONCE))
-WATCH         := $(strip $(WATCH))
+API_URL       := $(or $(API_URL),http://$(CLIENT_HOST):$(PREFECT_PORT)/api)
+UI_API_URL    := $(or $(UI_API_URL),$(API_URL))
+STORAGE_URL   := $(or $(STORAGE_URL),$(PREFECT_HOME)/results)
 FLOW_NAME     := fhv-duration-training
 
 VENV   := $(ROOT)/.venv

@@ -66,11 +66,21 @@ def _spec(args: argparse.Namespace) -> server.ServerSpec:
     return server.ServerSpec(args.host, server.parse_port(args.port), paths.prefect_home())
 
 
+def _api_url(args: argparse.Namespace) -> str:
+    """--api-url, else API_URL, else the lab server's own URL (PREFECT_HOST, PREFECT_PORT)."""
+    explicit = args.api_url or os.environ.get("API_URL", "").strip()
+    if explicit:
+        return server.parse_api_url(explicit)
+    host = os.environ.get("PREFECT_HOST", "127.0.0.1")
+    port = server.parse_port(os.environ.get("PREFECT_PORT", "4200"))
+    return server.ServerSpec(host, port, paths.prefect_home()).api_url
+
+
 def _cmd_server_start(args: argparse.Namespace) -> int:
     """`make server`: start the lab's server unless it (or the API_URL server) is up."""
     spec = _spec(args)
-    api_url = server.parse_api_url(args.api_url)
-    if api_url != spec.api_url:
+    api_url = _api_url(args)
+    if not spec.serves(api_url):
         server.require_api(api_url)
         print(f"server: API_URL={api_url} is another server and it answers; nothing to start")
         return 0
@@ -123,7 +133,7 @@ def _cmd_server_status(args: argparse.Namespace) -> int:
 
 def _cmd_api_check(args: argparse.Namespace) -> int:
     """Exit 1 with the fix when the API is down (used before targets that need it)."""
-    server.require_api(args.api_url)
+    server.require_api(_api_url(args))
     return 0
 
 
@@ -140,7 +150,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         ]
         values: dict[str, str | None] = dict.fromkeys(names)
     else:
-        api_url = server.parse_api_url(args.api_url)
+        api_url = _api_url(args)
         ui_url = server.parse_api_url(args.ui_api_url or api_url)
         values = {"PREFECT_API_URL": api_url, "PREFECT_UI_API_URL": ui_url}
     changes = orchestration.update_profile(values)
@@ -155,7 +165,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _cmd_storage(args: argparse.Namespace) -> int:
     """`make storage`: result-storage block, made the default, persistence on."""
-    server.require_api(args.api_url)
+    server.require_api(_api_url(args))
     from fhvlab import orchestration
 
     slug, where = orchestration.save_storage(args.url)
@@ -173,7 +183,7 @@ def _cmd_storage(args: argparse.Namespace) -> int:
 
 def _cmd_work_queue(args: argparse.Namespace) -> int:
     """`make work-queue`: a process work pool and a queue in it."""
-    server.require_api(args.api_url)
+    server.require_api(_api_url(args))
     from fhvlab import orchestration
 
     for line in orchestration.ensure_pool_and_queue(args.pool, args.queue):
@@ -185,7 +195,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     """`make tour`'s closing summary: the figures the course homework asks for."""
     import json
 
-    api = server.parse_api_url(args.api_url)
+    api = _api_url(args)
     server.require_api(api)
     http = server.api_session()
     run_date = parse_date(args.date).isoformat()
@@ -220,7 +230,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     """`make ui`: screenshot of the deployment's page in the Prefect UI."""
     from fhvlab import ui
 
-    api = server.parse_api_url(args.api_url)
+    api = _api_url(args)
     server.require_api(api)
     found = server.api_session().get(
         f"{api}/deployments/name/{args.flow}/{args.deployment}", timeout=10
@@ -241,7 +251,7 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_api_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--api-url", default=os.environ.get("API_URL", "http://127.0.0.1:4200/api"))
+    parser.add_argument("--api-url", default=None, help="default: API_URL, else the lab server's")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,14 @@ class ServerSpec:
     def api_url(self) -> str:
         return f"http://{self.client_host}:{self.port}/api"
 
+    def serves(self, api_url: str) -> bool:
+        """Whether `api_url` is this server's API (localhost and 127.0.0.1 alike)."""
+        parts = urlsplit(api_url)
+        hosts = (
+            LOOPBACK | {self.client_host} if self.client_host in LOOPBACK else {self.client_host}
+        )
+        return parts.hostname in hosts and (parts.port or 80) == self.port
+
 
 def parse_port(text: str) -> int:
     """A TCP port number 1-65535; BadInput otherwise."""
