@@ -13,7 +13,8 @@ $(error the lab's path "$(ROOT)" contains spaces; clone it into a folder without
 endif
 
 # ---- knobs (override on the command line or in the environment) -------------------
-PYTHON        ?= python3                 # interpreter used to create .venv (>= 3.11)
+PYTHON        ?=                         # Python for .venv (>= 3.11); empty: one already on the machine, else a uv-managed one
+PYTHON_INSTALL ?= 3.12                   # version uv installs (own store, no root) when the machine has no Python >= 3.11
 UV_VERSION    ?= 0.13.9                  # uv fetched from PyPI when none is on PATH
 DATE          ?= 2021-08-15              # run date: trains on DATE-2 months, validates on DATE-1
 MONTHS        ?=                         # explicit months for `make data`, e.g. "2021-01 2021-02"
@@ -37,7 +38,7 @@ ONCE          ?= 0                       # 1: `make worker` runs what is due, th
 WATCH         ?= 0                       # 1: `make run` waits for the run to finish
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
-KNOBS := PYTHON UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
+KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
   DEPLOYMENT CRON TIMEZONE ONCE WATCH
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
@@ -55,6 +56,10 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.lab-stamp
 TOOLS  := $(ROOT)/.tools
 UV     := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+# Runs the stdlib-only helpers that work before .venv exists (any python3 >= 3.8 will do).
+BOOT_PY := $(or $(PYTHON),python3)
+# A .venv whose Python was removed or upgraded away (.venv/bin/python a broken link) is rebuilt.
+VENV_BROKEN := $(if $(wildcard $(STAMP)),$(shell test -x $(VPY) || echo broken))
 
 # One-line check of DATE before anything starts (a recipe line: `@$(CHECK_DATE)`).
 CHECK_DATE = $(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' \
@@ -90,23 +95,40 @@ setup: $(STAMP) hooks ## install everything: check Python, get uv, build .venv f
 	@$(VPY) -c 'import platform; from importlib.metadata import version; print("setup: ready (Python", platform.python_version() + ", Prefect", version("prefect") + ")")'
 
 # The stamp is written last: an interrupted setup leaves no stamp, so the next run redoes it.
-$(STAMP): $(ROOT)/pyproject.toml $(ROOT)/uv.lock | python-check $(UV)
-	@echo "setup: syncing $(VENV) from uv.lock"
-	@cd $(ROOT) && $(UV) sync --locked --python $(PYTHON) --quiet \
+# scripts/pick_python.py says which Python builds .venv and why, in one line (PYTHON forces one).
+$(STAMP): $(ROOT)/pyproject.toml $(ROOT)/uv.lock $(if $(VENV_BROKEN),venv-broken) | python-check $(UV)
+	@py="$$($(BOOT_PY) $(ROOT)/scripts/pick_python.py --uv "$(UV)" --python "$(PYTHON)" --install "$(PYTHON_INSTALL)")" || exit 1; \
+	  echo "setup: syncing $(VENV) from uv.lock"; \
+	  cd $(ROOT) && $(UV) sync --locked --python "$$py" --quiet \
 	  || { echo "setup: could not install the locked packages (is the package registry reachable? see the lines above)" >&2; exit 1; }
 	@touch $@
 
+.PHONY: venv-broken
+venv-broken:
+	@echo "setup: $(VPY) does not run (the Python that built .venv was removed or upgraded); rebuilding $(VENV)"
+	@rm -rf $(VENV)
+
+# PYTHON given: it must be >= 3.11. Not given: any python3 runs the helpers; uv finds the rest.
 .PHONY: python-check
 python-check:
+ifneq ($(PYTHON),)
 	@command -v $(PYTHON) >/dev/null \
 	  || { echo "setup: '$(PYTHON)' not found; install Python >= 3.11 or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
 	  || { echo "setup: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); the lab needs >= 3.11 (Prefect 3.9 does): pass PYTHON=python3.11 or newer" >&2; exit 1; }
+else
+	@command -v python3 >/dev/null \
+	  || { echo "setup: no python3 on this machine: install Python >= 3.11 (apt install python3.12, brew install python@3.12) or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
+endif
 
+# uv runs on any Python >= 3.8, so an older python3 (macOS 3.9, Ubuntu 22.04 3.10) installs it.
 $(TOOLS)/bin/uv: | python-check
-	@echo "setup: uv not on PATH; installing uv $(UV_VERSION) from PyPI into $(TOOLS)"
+	@echo "setup: uv not on PATH; installing uv $(UV_VERSION) from PyPI into $(TOOLS) with $(BOOT_PY)"
+	@$(BOOT_PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' \
+	  || { echo "setup: uv is not on PATH and $(BOOT_PY) is older than 3.8, too old to install it: install uv (brew install uv, pipx install uv) or Python >= 3.11" >&2; exit 1; }
 	@rm -rf $(TOOLS)
-	@$(PYTHON) -m venv $(TOOLS)
+	@$(BOOT_PY) -m venv $(TOOLS) >/dev/null 2>&1 \
+	  || { rm -rf $(TOOLS); echo "setup: '$(BOOT_PY) -m venv' failed (Debian/Ubuntu: sudo apt install python3-venv); or install uv yourself (brew install uv, pipx install uv)" >&2; exit 1; }
 	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" \
 	  || { rm -rf $(TOOLS); echo "setup: could not install uv from PyPI (is the package registry reachable?)" >&2; exit 1; }
 
@@ -116,13 +138,13 @@ hooks: | $(STAMP)
 	  echo "setup: not a git checkout; skipping pre-commit hooks"; \
 	elif [ -n "$$(git -C $(ROOT) config --get core.hooksPath || true)" ]; then \
 	  echo "setup: git core.hooksPath is set; skipping pre-commit install (run it yourself if you want the hooks)"; \
-	elif [ ! -f "$$(git -C $(ROOT) rev-parse --absolute-git-dir)/hooks/pre-commit" ]; then \
-	  cd $(ROOT) && $(VENV)/bin/pre-commit install --install-hooks >/dev/null && echo "setup: pre-commit hook installed"; \
+	elif cd $(ROOT) && [ ! -f "$$(git rev-parse --git-path hooks/pre-commit)" ]; then \
+	  $(VENV)/bin/pre-commit install --install-hooks >/dev/null && echo "setup: pre-commit hook installed"; \
 	fi
 
 .PHONY: doctor
 doctor: ## check the set-up, one line per check, with the command that fixes each (changes nothing)
-	@$(PYTHON) $(ROOT)/scripts/doctor.py
+	@LAB_UV="$(UV)" $(BOOT_PY) $(ROOT)/scripts/doctor.py
 
 .PHONY: tour
 tour: ## the whole module in order (data, server, ..., deploy, train, run + worker) and a summary
@@ -239,10 +261,10 @@ bench: server ## benchmark the lab vs the course script on two 1.1 M-row months 
 .PHONY: clean
 clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .venv, Prefect home
 	cd $(ROOT) && rm -rf .pytest_cache .ruff_cache build dist .bench
-	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 .PHONY: distclean
 distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/ and the lab's Prefect home (env/prefect); stops its server first
 	@if [ -x $(VPY) ]; then PREFECT_HOME=$(ROOT)/env/prefect $(VPY) -m fhvlab server stop; fi
 	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect
-	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md -delete
+	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md ! -path $(ROOT)/artifacts/ui ! -name example-deployment.png -delete
