@@ -62,15 +62,69 @@ def check_python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     if sys.version_info >= (3, 11):  # noqa: UP036 (runs on whatever python3 is, before setup)
         return Check("python", "ok", f"{sys.executable} is Python {version}")
+    # An older python3 is no dead end: `make setup` looks for another (scripts/pick_python.py).
+    picker = pick_python()
+    uv = env("LAB_UV") or shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    found = (picker.uv_find(uv) if os.access(uv, os.X_OK) else "") or picker.pyenv_find()
+    if found:
+        return Check(
+            "python",
+            "ok",
+            f"{sys.executable} is Python {version}, too old; make setup uses {found} (>= 3.11)",
+        )
     return Check(
         "python",
-        "fail",
-        f"{sys.executable} is Python {version}; the lab needs >= 3.11",
-        "install Python 3.11+ and run: make setup PYTHON=python3.11",
+        "warn",
+        f"{sys.executable} is Python {version} and no Python >= 3.11 is on this machine;"
+        " make setup will ask uv to install one (needs the network)",
+        "or install one: apt install python3.12, brew install python@3.12, pyenv install 3.12",
     )
 
 
+def pick_python():  # a module object
+    """scripts/pick_python.py as a module (setup's own discovery, reused)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pick_python", ROOT / "scripts" / "pick_python.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def venv_config() -> dict[str, str]:
+    """The key = value lines of .venv/pyvenv.cfg (empty when there is none)."""
+    try:
+        lines = (ROOT / ".venv" / "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in lines) if v}
+
+
+def check_venv_python() -> Check:
+    """Which Python .venv was built with, and whether that Python is still there."""
+    config = venv_config()
+    if not config:
+        return Check("venv python", "skip", "no .venv yet", "make setup")
+    version = config.get("version_info") or config.get("version") or "?"
+    target = os.readlink(VENV_PY) if VENV_PY.is_symlink() else str(VENV_PY)
+    if not os.access(VENV_PY, os.X_OK):  # follows the link: False when its target is gone
+        return Check(
+            "venv python",
+            "fail",
+            f".venv was built with Python {version} ({target}), which is gone (removed or"
+            " upgraded); make setup rebuilds .venv with a Python >= 3.11 it finds",
+            "make setup",
+        )
+    return Check("venv python", "ok", f".venv built with Python {version} ({target})")
+
+
 def check_venv() -> Check:
+    if VENV_PY.is_symlink() and not VENV_PY.exists():
+        return Check(
+            "venv", "fail", ".venv cannot start: the Python it was built with is gone", "make setup"
+        )
     if not VENV_PY.exists() or not STAMP.exists():
         return Check("venv", "fail", f"{ROOT / '.venv'} is not set up", "make setup")
     stale = [
@@ -279,7 +333,7 @@ def check_disk() -> Check:
 
 
 def main() -> int:
-    checks = [check_python(), check_venv(), check_prefect(), *check_home()]
+    checks = [check_python(), check_venv_python(), check_venv(), check_prefect(), *check_home()]
     api_checks, api_up = check_api()
     checks += api_checks + check_orchestration(api_up) + check_data() + [check_disk()]
     for c in checks:
