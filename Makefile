@@ -91,7 +91,7 @@ help: ## show this list of targets (the default goal)
 	@printf '\nKnobs (VAR=value on the command line): DATE=%s PREFECT_HOME=%s\n' '$(DATE)' '$(PREFECT_HOME)'
 
 .PHONY: setup
-setup: $(STAMP) hooks ## install everything: check Python, get uv, build .venv from uv.lock, git hooks
+setup: $(STAMP) hooks ## install everything: a Python >= 3.11 (found, else uv-installed), uv, .venv from uv.lock, git hooks
 	@$(VPY) -c 'import platform; from importlib.metadata import version; print("setup: ready (Python", platform.python_version() + ", Prefect", version("prefect") + ")")'
 
 # The stamp is written last: an interrupted setup leaves no stamp, so the next run redoes it.
