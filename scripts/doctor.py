@@ -70,14 +70,14 @@ def check_python() -> Check:
         return Check(
             "python",
             "ok",
-            f"{sys.executable} is Python {version}, too old; make setup uses {found} (>= 3.11)",
+            f"{sys.executable} is Python {version}, too old; make setup picks {found} (>= 3.11)",
         )
     return Check(
         "python",
         "warn",
         f"{sys.executable} is Python {version} and no Python >= 3.11 is on this machine;"
         " make setup will ask uv to install one (needs the network)",
-        "or install one: apt install python3.12, brew install python@3.12, pyenv install 3.12",
+        "make setup, or first: apt install python3.12 / brew install python@3.12 / pyenv install",
     )
 
 
