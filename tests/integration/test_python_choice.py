@@ -55,6 +55,9 @@ def _bin(folder: Path, **links: Path) -> Path:
 def _system_bin(folder: Path) -> Path:
     """The system's commands without any Python or uv: a machine whose only Pythons we choose."""
     folder.mkdir()
+    make = shutil.which("make")  # the one the tests run (e.g. a GNU Make 3.81 put first on PATH)
+    if make:
+        (folder / "make").symlink_to(make)
     for directory in SYSTEM_DIRS:
         if not os.path.isdir(directory):
             continue
