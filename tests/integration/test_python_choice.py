@@ -55,9 +55,10 @@ def _bin(folder: Path, **links: Path) -> Path:
 def _system_bin(folder: Path) -> Path:
     """The system's commands without any Python or uv: a machine whose only Pythons we choose."""
     folder.mkdir()
-    make = shutil.which("make")  # the one the tests run (e.g. a GNU Make 3.81 put first on PATH)
-    if make:
-        (folder / "make").symlink_to(make)
+    for tool in ("make", "bash"):  # the ones the tests run (e.g. macOS's versions first on PATH)
+        found = shutil.which(tool)
+        if found:
+            (folder / tool).symlink_to(found)
     for directory in SYSTEM_DIRS:
         if not os.path.isdir(directory):
             continue
