@@ -10,6 +10,7 @@ than CONCURRENCY dates run at once, whatever number of parents or workers.
 
 from __future__ import annotations
 
+import time
 from datetime import date as Date
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency as concurrency_slot
 from prefect.flows import load_flow_from_entrypoint
 from prefect.futures import wait
+from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from fhvlab import backfill as bf
@@ -36,8 +38,12 @@ def training_flow() -> Flow:
 def run_date(day: str, limit: str) -> dict[str, Any]:
     """Run the training flow for `day` as subflow backfill-DAY while holding a limit slot."""
     name = bf.run_name(Date.fromisoformat(day))
+    asked = time.monotonic()
     try:
         with concurrency_slot(limit, occupy=1, strict=True, lease_duration=120):
+            get_run_logger().info(
+                "%s: slot of %r after %.1f s", name, limit, time.monotonic() - asked
+            )
             state = training_flow().with_options(flow_run_name=name)(date=day, return_state=True)
     except Exception as exc:  # no slot (limit missing), or the subflow could not start
         get_run_logger().error("%s: not run: %s", name, exc)
@@ -54,7 +60,7 @@ def write_summary(dates: list[str], range_from: str, range_to: str) -> str:
     days = [Date.fromisoformat(d) for d in dates]
     with backfill_api.client() as http:
         rows, csv_path, png_path = backfill_api.build_report(
-            http, days, first, last, paths.artifacts_dir()
+            http, days, first, last, paths.artifacts_dir(), flow_run.get_id()
         )
     title = bf.table_markdown_title(first, last, rows)
     get_run_logger().info("%s -> %s, %s", title, csv_path, png_path)

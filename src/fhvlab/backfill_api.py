@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import (
+    ArtifactCreate,
     GlobalConcurrencyLimitCreate,
     GlobalConcurrencyLimitUpdate,
 )
@@ -200,7 +202,7 @@ def build_report(
     first: date,
     last: date,
     folder: Path,
-    artifact: bool = True,
+    flow_run_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], Path, Path]:
     """Write the range's CSV and PNG (and a table artifact); return the rows and paths."""
     latest = bf.latest_by_date(read_date_runs(http, dates))
@@ -210,12 +212,13 @@ def build_report(
     bf.write_csv(rows, csv_path)
     title = bf.table_markdown_title(first, last, rows)
     bf.write_chart(rows, png_path, title)
-    if artifact:
-        from prefect.artifacts import create_table_artifact
-
-        create_table_artifact(
-            table=[dict(r) for r in rows],
+    http.create_artifact(
+        ArtifactCreate(
             key=f"backfill-{first.isoformat()}-{last.isoformat()}",
+            type="table",
             description=title,
+            data=json.dumps(rows),
+            flow_run_id=UUID(flow_run_id) if flow_run_id else None,
         )
+    )
     return rows, csv_path, png_path

@@ -313,6 +313,22 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deployed(args: argparse.Namespace) -> int:
+    """Exit 0 if the API answers and FLOW/DEPLOYMENT exists on POOL/QUEUE, else 1 (quietly).
+
+    `make backfill` asks this first and runs `make deploy` only when the answer is no.
+    """
+    api = _api_url(args)
+    if not server.is_healthy(api):
+        return 1
+    found = server.api_session().get(f"{api}/deployments/name/{args.name}", timeout=10)
+    if found.status_code != 200:
+        return 1
+    deployment = found.json()
+    same = (deployment.get("work_pool_name"), deployment.get("work_queue_name"))
+    return 0 if same == (args.pool, args.queue) else 1
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """`make report`: rebuild a range's CSV, PNG and table artifact from the API."""
     from fhvlab import backfill as bf
@@ -424,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--watch-timeout", type=float, default=1800.0, help="seconds")
     fill.add_argument("--check", action="store_true", help="only validate the range")
     fill.set_defaults(func=_cmd_backfill)
+
+    deployed = sub.add_parser("deployed", help="exit 0 if a deployment exists on pool/queue")
+    _add_api_arg(deployed)
+    deployed.add_argument("--name", required=True, help="FLOW/DEPLOYMENT")
+    deployed.add_argument("--pool", default=os.environ.get("WORK_POOL", "fhv-pool"))
+    deployed.add_argument("--queue", default=os.environ.get("WORK_QUEUE", "fhv-queue"))
+    deployed.set_defaults(func=_cmd_deployed)
 
     report = sub.add_parser("report", help="rebuild a backfill range's summary (make report)")
     _add_api_arg(report)
