@@ -11,6 +11,7 @@ than CONCURRENCY dates run at once, whatever number of parents or workers.
 from __future__ import annotations
 
 import time
+from concurrent import futures
 from datetime import date as Date
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,6 @@ from prefect import Flow, flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency as concurrency_slot
 from prefect.flows import load_flow_from_entrypoint
-from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
@@ -90,7 +90,9 @@ def backfill(
         while pending or running:
             while pending and len(running) < max(1, concurrency):
                 running.append(run_date.submit(pending.pop(0), limit))
-            done = wait(running, timeout=1).done
+            # The thread pool's own futures: wake up as soon as any date is done.
+            futures.wait([f.wrapped_future for f in running], return_when=futures.FIRST_COMPLETED)
+            done = [f for f in running if f.wrapped_future.done()]
             outcomes += [f.result() for f in done]
             running = [f for f in running if f not in done]
     summary = write_summary(sorted(set(range_dates or []) | set(dates)), range_from, range_to)

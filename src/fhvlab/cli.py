@@ -257,9 +257,14 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     """`make backfill`: one parent run for the dates not yet run (or failed); WATCH waits."""
     from fhvlab import backfill as bf
 
-    dates = _backfill_dates(args)
-    if args.check:
+    if args.check:  # before anything exists: Prefect would create its home when imported
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="fhvlab-check-") as scratch:
+            os.environ["PREFECT_HOME"] = scratch
+            _backfill_dates(args)
         return 0
+    dates = _backfill_dates(args)
     server.require_api(_api_url(args))
     from fhvlab import backfill_api
 
