@@ -167,7 +167,7 @@ def main() -> None:
                 os.killpg(worker.pid, signal.SIGKILL)
         with contextlib.suppress(SystemExit):
             make(env, "server-stop", timeout=120)
-    shutil.rmtree(lab, ignore_errors=True)
+        shutil.rmtree(lab, ignore_errors=True)
 
     print()
     print(f"{'':44} {'wall s':>8}")
