@@ -35,12 +35,16 @@ DEPLOYMENT    ?= fhv-monthly             # deployment name (flow: fhv-duration-t
 CRON          ?= 0 9 15 * *              # the course's schedule: 09:00 on the 15th of each month
 TIMEZONE      ?= UTC                     # time zone of CRON
 ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
-WATCH         ?= 0                       # 1: `make run` waits for the run to finish
+WATCH         ?= 0                       # 1: `make run` / `make backfill` wait for the runs to finish
+FROM          ?=                         # `make backfill` / `make report`: first date YYYY-MM-DD
+TO            ?=                         # ... and last date (included)
+CONCURRENCY   ?= 2                       # backfill dates running at once (a Prefect global concurrency limit)
+WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` waits at most
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
-  DEPLOYMENT CRON TIMEZONE ONCE WATCH
+  DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
@@ -233,6 +237,25 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium) -> ARTIFACTS_DIR/ui/
 	@$(VPY) -m fhvlab ui
 
+##@ Many runs
+BACKFILL_RANGE = --from "$(FROM)" --to "$(TO)" --cron "$(CRON)" --timezone "$(TIMEZONE)"
+
+.PHONY: backfill
+backfill: $(STAMP) ## train every CRON date in [FROM, TO]: runs backfill-DATE, CONCURRENCY at a time; WATCH=1 waits
+	@$(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)"
+	@if ! $(VPY) -m fhvlab deployed --name fhv-backfill/fhv-backfill; then \
+	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi
+	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --pool "$(WORK_POOL)" \
+	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout "$(WATCH_TIMEOUT)",)
+
+.PHONY: report
+report: $(STAMP) ## rebuild the summary of backfill FROM..TO: artifacts/backfill-FROM_TO.csv, .png, UI table
+	@$(VPY) -m fhvlab report $(BACKFILL_RANGE)
+
+.PHONY: bench-backfill
+bench-backfill: server ## benchmark: backfill of 12 dates vs 12 sequential `make train` (1.1 M-row months)
+	@cd $(ROOT) && $(VPY) scripts/bench_backfill.py
+
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
@@ -254,8 +277,9 @@ format: $(STAMP) ## rewrite: ruff --fix and ruff format
 	cd $(ROOT) && $(VENV)/bin/ruff format .
 
 .PHONY: bench
-bench: server ## benchmark the lab vs the course script on two 1.1 M-row months (prints figures)
+bench: server ## benchmark the lab vs the course script on two 1.1 M-row months, then a backfill (prints figures)
 	@cd $(ROOT) && $(VPY) scripts/bench.py
+	@cd $(ROOT) && $(VPY) scripts/bench_backfill.py
 
 ##@ Cleaning
 .PHONY: clean

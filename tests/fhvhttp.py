@@ -24,6 +24,7 @@ class Route:
     truncate_to: int | None = None  # announce len(body), send only this many bytes, close
     truncate_first: int | None = None  # only the first N answers are truncated (None: all)
     bytes_per_second: float | None = None  # trickle the body (for Ctrl-C tests)
+    announce_length: int | None = None  # Content-Length to announce instead of len(body)
 
 
 class FHVServer:
@@ -62,9 +63,15 @@ class FHVServer:
                     return
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(route.body)))
+                announced = route.announce_length
+                self.send_header("Content-Length", str(announced or len(route.body)))
                 self.end_headers()
                 body = route.body
+                if announced is not None:  # a body we never send in full: close at once
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 cut = route.truncate_first is None or hit <= route.truncate_first
                 if route.truncate_to is not None and cut:
                     self.wfile.write(body[: route.truncate_to])

@@ -245,6 +245,126 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill_dates(args: argparse.Namespace) -> list:
+    """The range's dates, or BadInput for a range that must be refused (nothing created)."""
+    from fhvlab import backfill
+
+    backfill.parse_concurrency(args.concurrency)
+    return backfill.plan_dates(args.start, args.end, args.cron, args.timezone)
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    """`make backfill`: one parent run for the dates not yet run (or failed); WATCH waits."""
+    from fhvlab import backfill as bf
+
+    if args.check:  # before anything exists: Prefect would create its home when imported
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="fhvlab-check-") as scratch:
+            os.environ["PREFECT_HOME"] = scratch
+            _backfill_dates(args)
+        return 0
+    dates = _backfill_dates(args)
+    server.require_api(_api_url(args))
+    from fhvlab import backfill_api
+
+    first, last = bf.parse_range(args.start, args.end)
+    concurrency = bf.parse_concurrency(args.concurrency)
+    with backfill_api.client() as http:
+        print(f"backfill: {backfill_api.ensure_limit(http, concurrency)}")
+        runs = backfill_api.read_date_runs(http, dates)
+        decision = bf.decide(dates, runs, backfill_api.read_claims(http))
+        left = ", ".join(f"{len(v)} {k}" for k, v in sorted(decision.existing.items()))
+        print(
+            f"backfill: {len(dates)} dates in {first}..{last} (cron {args.cron!r}, "
+            f"{args.timezone}): {len(decision.create)} new, {len(decision.rerun)} to run "
+            f"again, {decision.existing_count} already existed" + (f" ({left})" if left else "")
+        )
+        if decision.to_run:
+            key = bf.idempotency_key(decision.to_run, runs)
+            parent = backfill_api.create_parent(
+                http, decision.to_run, first, last, dates, concurrency, key
+            )
+            print(
+                f"backfill: flow run {parent.name!r} runs {len(decision.to_run)} dates, "
+                f"{concurrency} at a time; UI {_ui_base(args)}/runs/flow-run/{parent.id}"
+            )
+        if not args.watch:
+            if decision.to_run:
+                print("backfill: a worker runs it (make worker); WATCH=1 waits for the results")
+            return 0
+        if backfill_api.workers_online(http, args.pool) == 0:
+            print(
+                f"backfill: no worker is polling pool {args.pool!r}: start one in another "
+                "terminal with `make worker`; waiting",
+                flush=True,
+            )
+        finished = backfill_api.wait_until_final(
+            http, dates, args.watch_timeout, lambda line: print(f"backfill: {line}", flush=True)
+        )
+        rows, csv_path, png_path = backfill_api.build_report(
+            http, dates, first, last, paths.artifacts_dir()
+        )
+    for row in rows:
+        print(f"backfill: {bf.format_row(row)}")
+    print(f"backfill: summary {csv_path} and {png_path}")
+    if not finished:
+        raise LabError(
+            f"backfill: not every date was final after WATCH_TIMEOUT={args.watch_timeout:.0f} s"
+        )
+    bad = [r["date"] for r in rows if r["state"] != "COMPLETED"]
+    if bad:
+        raise LabError(f"{len(bad)} of {len(rows)} dates did not complete: {', '.join(bad)}")
+    return 0
+
+
+def _cmd_deployed(args: argparse.Namespace) -> int:
+    """Exit 0 if the API answers and FLOW/DEPLOYMENT exists on POOL/QUEUE, else 1 (quietly).
+
+    `make backfill` asks this first and runs `make deploy` only when the answer is no.
+    """
+    api = _api_url(args)
+    if not server.is_healthy(api):
+        return 1
+    found = server.api_session().get(f"{api}/deployments/name/{args.name}", timeout=10)
+    if found.status_code != 200:
+        return 1
+    deployment = found.json()
+    same = (deployment.get("work_pool_name"), deployment.get("work_queue_name"))
+    return 0 if same == (args.pool, args.queue) else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """`make report`: rebuild a range's CSV, PNG and table artifact from the API."""
+    from fhvlab import backfill as bf
+
+    dates = bf.plan_dates(args.start, args.end, args.cron, args.timezone)
+    first, last = bf.parse_range(args.start, args.end)
+    server.require_api(_api_url(args))
+    from fhvlab import backfill_api
+
+    with backfill_api.client() as http:
+        rows, csv_path, png_path = backfill_api.build_report(
+            http, dates, first, last, paths.artifacts_dir()
+        )
+    for row in rows:
+        print(f"report: {bf.format_row(row)}")
+    print(f"report: {bf.table_markdown_title(first, last, rows)}")
+    print(f"report: {csv_path} and {png_path}")
+    return 0
+
+
+def _ui_base(args: argparse.Namespace) -> str:
+    return _api_url(args).removesuffix("/api")
+
+
+def _add_range_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", default="", help="first date YYYY-MM-DD")
+    parser.add_argument("--to", dest="end", default="", help="last date YYYY-MM-DD (included)")
+    parser.add_argument("--cron", default=os.environ.get("CRON", "0 9 15 * *"))
+    parser.add_argument("--timezone", default=os.environ.get("TIMEZONE", "UTC"))
+
+
 def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=os.environ.get("PREFECT_HOST", "127.0.0.1"))
     parser.add_argument("--port", default=os.environ.get("PREFECT_PORT", "4200"))
@@ -315,6 +435,28 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--flow", default="fhv-duration-training")
     shot.add_argument("--deployment", default=os.environ.get("DEPLOYMENT", "fhv-monthly"))
     shot.set_defaults(func=_cmd_ui)
+
+    fill = sub.add_parser("backfill", help="train every cron date of a range (make backfill)")
+    _add_api_arg(fill)
+    _add_range_args(fill)
+    fill.add_argument("--concurrency", default="2", help="dates running at once (default 2)")
+    fill.add_argument("--pool", default=os.environ.get("WORK_POOL", "fhv-pool"))
+    fill.add_argument("--watch", action="store_true", help="wait until every date is final")
+    fill.add_argument("--watch-timeout", type=float, default=1800.0, help="seconds")
+    fill.add_argument("--check", action="store_true", help="only validate the range")
+    fill.set_defaults(func=_cmd_backfill)
+
+    deployed = sub.add_parser("deployed", help="exit 0 if a deployment exists on pool/queue")
+    _add_api_arg(deployed)
+    deployed.add_argument("--name", required=True, help="FLOW/DEPLOYMENT")
+    deployed.add_argument("--pool", default=os.environ.get("WORK_POOL", "fhv-pool"))
+    deployed.add_argument("--queue", default=os.environ.get("WORK_QUEUE", "fhv-queue"))
+    deployed.set_defaults(func=_cmd_deployed)
+
+    report = sub.add_parser("report", help="rebuild a backfill range's summary (make report)")
+    _add_api_arg(report)
+    _add_range_args(report)
+    report.set_defaults(func=_cmd_report)
 
     queue = sub.add_parser("work-queue", help="process work pool and queue")
     _add_api_arg(queue)

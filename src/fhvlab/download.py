@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -20,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from fhvlab.atomic import atomic_path
-from fhvlab.errors import DownloadError
+from fhvlab.errors import DiskSpaceError, DownloadError
 from fhvlab.months import Month
 from fhvlab.paths import DEFAULT_DATA_URL
 
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("pickup_datetime", "dropOff_datetime", "PUlocationID", "DOlocationID")
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 CHUNK_BYTES = 1 << 18
+LOCK_WAIT_SECONDS = 900.0  # how long a download waits for another process's download
 # A body that breaks off after the headers: urllib3's Retry covers connecting and status
 # codes, not this, so the whole GET is started again (a bounded number of times).
 _BODY_ERRORS = (
@@ -212,6 +216,7 @@ def _fetch_once(
             raise DownloadError(f"month {month}: server kept failing (HTTP {status} from {url})")
         if status != 200:
             raise DownloadError(f"month {month}: unexpected HTTP {status} from {url}")
+        check_free_space(month, response.headers.get("Content-Length"), tmp.parent)
         try:
             if cancel is None:
                 return _stream_to(response, tmp, month, progress, cancel)
@@ -261,6 +266,85 @@ def _fetch_with_retries(
     raise AssertionError("unreachable: attempts must be >= 1")
 
 
+def check_free_space(month: Month, content_length: str | None, folder: Path) -> None:
+    """Raise DiskSpaceError when the announced body is larger than the free space in `folder`."""
+    if not content_length or not content_length.isdigit():
+        return
+    needed, free = int(content_length), shutil.disk_usage(folder).free
+    if needed > free:
+        raise DiskSpaceError(
+            f"month {month} needs {needed / 1e6:,.1f} MB ({needed:,} bytes) but only "
+            f"{free / 1e6:,.1f} MB ({free:,} bytes) are free in {folder}; free some space "
+            "or point DATA_DIR elsewhere"
+        )
+
+
+def lock_path(dest_dir: Path, month: Month) -> Path:
+    """The hidden lock file that serialises downloads of `month` into `dest_dir`."""
+    return dest_dir / f".{month_filename(month)}.lock"
+
+
+def stale_parts(dest_dir: Path, month: Month) -> list[Path]:
+    """Temporary files a download of `month` leaves behind when it is killed."""
+    return sorted(dest_dir.glob(f".{month_filename(month)}.*.part"))
+
+
+@contextmanager
+def month_lock(
+    dest_dir: Path,
+    month: Month,
+    timeout: float = LOCK_WAIT_SECONDS,
+    cancel: CancelToken | None = None,
+) -> Iterator[None]:
+    """Hold the month's lock (an flock, so it works across processes and threads).
+
+    Waits at most `timeout` seconds for another holder, then raises DownloadError. The
+    lock file is removed by its holder on release; a waiter that locked a file removed
+    meanwhile simply tries again, so two holders can never coexist.
+    """
+    path = lock_path(dest_dir, month)
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled
+                if time.monotonic() >= deadline:
+                    raise DownloadError(
+                        f"month {month}: another process has been downloading it for over "
+                        f"{timeout:.0f} s (lock {path}); try again when it is done"
+                    )
+                time.sleep(0.05)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                try:
+                    yield
+                finally:
+                    path.unlink(missing_ok=True)  # while still locked: waiters retry
+                return
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def remove_stale_parts(dest_dir: Path, month: Month) -> list[Path]:
+    """Delete a killed download's temporary files; call only while holding the month's lock."""
+    found = stale_parts(dest_dir, month)
+    for part in found:
+        part.unlink(missing_ok=True)
+        log.info("month %s: removed %s left by an interrupted download", month, part.name)
+    return found
+
+
 def download_month(
     month: Month,
     dest_dir: Path,
@@ -273,6 +357,7 @@ def download_month(
     timeout: tuple[float, float] = (10.0, 60.0),
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    lock_timeout: float = LOCK_WAIT_SECONDS,
 ) -> Fetched:
     """Make `dest_dir/fhv_tripdata_{month}.parquet` a valid FHV file, downloading if needed.
 
@@ -281,21 +366,31 @@ def download_month(
     name, so a previous good copy is untouched by any failure. A body cut short is
     fetched again up to `attempts` times; status and connection errors are retried by
     the session (urllib3's Retry).
+
+    Concurrent calls for the same month (threads or processes) take the month's lock
+    in `dest_dir`: one downloads, the others wait and then find the valid file. The
+    holder first removes temporary files a killed download left behind, and refuses a
+    body larger than the free disk space before writing anything (DiskSpaceError).
     """
     final = dest_dir / month_filename(month)
     start = time.monotonic()
-    if not force and (rows := valid_rows(final)) is not None:
+    # A final file only ever appears by rename, so reading it without the lock is safe.
+    if not force and not stale_parts(dest_dir, month) and (rows := valid_rows(final)):
         return Fetched(month, final, rows, final.stat().st_size, 0.0, downloaded=False)
     ensure_writable_dir(dest_dir)
     url = month_url(base_url, month)
     own_session = session is None
     session = session or make_session(backoff=backoff)
     try:
-        with atomic_path(final) as tmp:
-            size = _fetch_with_retries(
-                session, url, month, tmp, attempts, backoff, timeout, progress, cancel
-            )
-            rows = inspect_parquet(tmp)
+        with month_lock(dest_dir, month, lock_timeout, cancel):
+            remove_stale_parts(dest_dir, month)
+            if not force and (rows := valid_rows(final)) is not None:
+                return Fetched(month, final, rows, final.stat().st_size, 0.0, downloaded=False)
+            with atomic_path(final) as tmp:
+                size = _fetch_with_retries(
+                    session, url, month, tmp, attempts, backoff, timeout, progress, cancel
+                )
+                rows = inspect_parquet(tmp)
     finally:
         if own_session:
             session.close()

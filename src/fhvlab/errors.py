@@ -15,3 +15,7 @@ class DownloadError(LabError):
 
 class DataError(LabError):
     """An input file is unusable for training (missing column, no rows left)."""
+
+
+class DiskSpaceError(DownloadError):
+    """A month is larger than the free space in the data folder; nothing was written."""

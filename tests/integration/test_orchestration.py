@@ -37,7 +37,8 @@ def _post(env, path: str, body: dict | None = None) -> list | dict:
 
 
 def _deployments(env) -> list[dict]:
-    return _post(env, "/deployments/filter")
+    # The training flow's deployments (prefect.yaml also declares fhv-backfill).
+    return _post(env, "/deployments/filter", {"flows": {"name": {"any_": [FLOW]}}})
 
 
 def _scheduled_runs(env, deployment_id: str) -> list[dict]:

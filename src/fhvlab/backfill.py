@@ -1,0 +1,350 @@
+"""Backfills: which dates a range covers, which of them to run, and the range's summary.
+
+Plain functions (no server calls): `fhvlab.backfill_api` reads the runs from Prefect and
+`flows/backfill.py` runs the dates; both hand their data to the functions here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fhvlab.atomic import atomic_path
+from fhvlab.errors import BadInput
+from fhvlab.months import months_for, parse_date
+
+MAX_DATES = 120
+TAG = "backfill"
+TRAIN_FLOW = "fhv-duration-training"
+PARENT_FLOW = "fhv-backfill"
+PARENT_DEPLOYMENT = "fhv-backfill"
+LIMIT_NAME = "fhv-backfill"
+# A date is run again when its latest run ended in one of these; left alone otherwise.
+RERUN_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
+FINAL_STATES = frozenset({"COMPLETED"}) | RERUN_STATES
+CSV_COLUMNS = (
+    "date",
+    "state",
+    "train_month",
+    "val_month",
+    "val_rmse",
+    "train_rmse",
+    "seconds",
+    "flow_run",
+    "message",
+)
+
+
+@dataclass(frozen=True)
+class DateRun:
+    """One per-date flow run as the API shows it (state type upper-case, e.g. COMPLETED)."""
+
+    run_date: date
+    state: str
+    created: datetime
+    id: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    seconds: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A backfill parent run not final yet: the dates it will still run."""
+
+    dates: frozenset[date]
+    created: datetime
+    id: str = ""
+
+
+@dataclass
+class Decision:
+    """What a backfill call does with each date of its range."""
+
+    create: list[date] = field(default_factory=list)  # no run yet
+    rerun: list[date] = field(default_factory=list)  # latest run FAILED/CRASHED/CANCELLED
+    existing: dict[str, list[date]] = field(default_factory=dict)  # state -> dates left alone
+
+    @property
+    def to_run(self) -> list[date]:
+        """Dates the call starts, in order."""
+        return sorted(self.create + self.rerun)
+
+    @property
+    def existing_count(self) -> int:
+        """How many dates already had a run that is left alone."""
+        return sum(len(v) for v in self.existing.values())
+
+
+def run_name(run_date: date) -> str:
+    """The flow-run name of a date's backfill run: backfill-YYYY-MM-DD."""
+    return f"backfill-{run_date.isoformat()}"
+
+
+def date_of_run_name(name: str) -> date | None:
+    """The date in a name written by `run_name`, else None."""
+    prefix = "backfill-"
+    if not name.startswith(prefix):
+        return None
+    try:
+        return date.fromisoformat(name[len(prefix) :])
+    except ValueError:
+        return None
+
+
+def parse_range(start: str, end: str) -> tuple[date, date]:
+    """FROM and TO as dates, FROM not after TO; BadInput naming the knob otherwise."""
+    if not start.strip() or not end.strip():
+        raise BadInput(
+            "FROM and TO are both required, e.g. make backfill FROM=2021-03-15 TO=2021-12-15"
+        )
+    parsed = []
+    for knob, text in (("FROM", start), ("TO", end)):
+        try:
+            parsed.append(parse_date(text))
+        except BadInput as exc:
+            raise BadInput(f"{knob}: {exc}") from None
+    first, last = parsed
+    if first > last:
+        raise BadInput(f"FROM={first} is after TO={last}; swap them")
+    return first, last
+
+
+def parse_concurrency(text: str) -> int:
+    """CONCURRENCY as a whole number 1..64; BadInput otherwise."""
+    value = str(text).strip()
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise BadInput(f"CONCURRENCY={text!r} is not a whole number from 1 to 64 (e.g. 2)")
+    return int(value)
+
+
+def cron_dates(
+    cron: str, timezone: str, first: date, last: date, limit: int = MAX_DATES
+) -> list[date]:
+    """Days in [first, last] on which `cron` fires in `timezone` (at most limit + 1 returned).
+
+    Uses the schedule class Prefect's own scheduler uses, so a backfilled date is exactly
+    a date the deployment's schedule would have run on.
+    """
+    from prefect.server.schemas.schedules import CronSchedule
+
+    try:
+        schedule = CronSchedule(cron=cron, timezone=timezone)
+    except Exception as exc:  # pydantic's ValidationError: bad cron or time zone
+        reason = str(exc).splitlines()[-1].strip() if str(exc) else type(exc).__name__
+        raise BadInput(
+            f"CRON={cron!r} TIMEZONE={timezone!r} is not a valid schedule: {reason}"
+        ) from None
+    start = datetime(first.year, first.month, first.day)
+    end = datetime(last.year, last.month, last.day) + timedelta(days=1) - timedelta(seconds=1)
+    found: list[date] = []
+    while start <= end and len(found) <= limit:
+        batch = asyncio.run(schedule.get_dates(n=1000, start=start, end=end))
+        for when in batch:
+            day = when.date()
+            if not found or found[-1] != day:
+                found.append(day)
+        if len(batch) < 1000:
+            break
+        start = batch[-1].replace(tzinfo=None) + timedelta(seconds=1)
+    return found[: limit + 1]
+
+
+def plan_dates(
+    start: str, end: str, cron: str, timezone: str, limit: int = MAX_DATES
+) -> list[date]:
+    """The dates a backfill of [FROM, TO] runs; BadInput for any range it must refuse."""
+    first, last = parse_range(start, end)
+    dates = cron_dates(cron, timezone, first, last, limit)
+    if not dates:
+        raise BadInput(
+            f"no date in {first}..{last} on which CRON={cron!r} ({timezone}) fires; widen the range"
+        )
+    if len(dates) > limit:
+        raise BadInput(
+            f"{first}..{last} has more than {limit} dates for CRON={cron!r}; the limit is "
+            f"{limit} per call: split the range"
+        )
+    return dates
+
+
+def latest_by_date(runs: Iterable[DateRun]) -> dict[date, DateRun]:
+    """The most recently created run of each date."""
+    latest: dict[date, DateRun] = {}
+    for run in runs:
+        seen = latest.get(run.run_date)
+        if seen is None or run.created > seen.created:
+            latest[run.run_date] = run
+    return latest
+
+
+def decide(dates: Sequence[date], runs: Iterable[DateRun], claims: Iterable[Claim]) -> Decision:
+    """Split `dates` into to create, to run again, and left alone (by the latest state).
+
+    A date claimed by a parent run that is not final, and claimed after the date's latest
+    run was created, counts as PENDING: that parent will run it.
+    """
+    latest = latest_by_date(runs)
+    claim_times: dict[date, datetime] = {}
+    for claim in claims:
+        for d in claim.dates:
+            claim_times[d] = max(claim.created, claim_times.get(d, claim.created))
+    decision = Decision()
+    for d in dates:
+        run = latest.get(d)
+        claimed = claim_times.get(d)
+        if claimed is not None and (run is None or claimed > run.created):
+            decision.existing.setdefault("PENDING", []).append(d)
+        elif run is None:
+            decision.create.append(d)
+        elif run.state in RERUN_STATES:
+            decision.rerun.append(d)
+        else:
+            decision.existing.setdefault(run.state, []).append(d)
+    return decision
+
+
+def idempotency_key(dates: Sequence[date], runs: Iterable[DateRun]) -> str:
+    """Key of a parent run: the same dates replacing the same runs give the same key.
+
+    Two `make backfill` calls racing over the same state thus create one parent run.
+    """
+    latest = latest_by_date(runs)
+    text = ";".join(f"{d}:{latest[d].id if d in latest else '-'}" for d in sorted(dates))
+    return "fhvlab-backfill-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def all_final(dates: Sequence[date], runs: Iterable[DateRun], claims: Iterable[Claim]) -> bool:
+    """Whether every date's latest run is final and no parent still has dates to run."""
+    latest = latest_by_date(runs)
+    decision = decide(dates, latest.values(), claims)
+    if decision.create or "PENDING" in decision.existing:
+        return False
+    return all(latest[d].state in FINAL_STATES for d in dates)
+
+
+def max_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> int:
+    """The largest number of [start, end) intervals that hold at one instant."""
+    events = []
+    for start, end in intervals:
+        events += [(start, 1), (end, -1)]
+    current = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # ends before starts
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def summary_rows(
+    dates: Sequence[date],
+    latest: Mapping[date, DateRun],
+    metrics: Mapping[date, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per date: state, months, RMSEs (of a COMPLETED run), seconds, run, message."""
+    rows = []
+    for d in dates:
+        run = latest.get(d)
+        train_month, val_month = months_for(d)
+        state = run.state if run else "NOT RUN"
+        found = metrics.get(d, {}) if state == "COMPLETED" else {}
+        rows.append(
+            {
+                "date": d.isoformat(),
+                "state": state,
+                "train_month": str(train_month),
+                "val_month": str(val_month),
+                "val_rmse": found.get("val_rmse"),
+                "train_rmse": found.get("train_rmse"),
+                "seconds": round(run.seconds, 2) if run and run.seconds is not None else None,
+                "flow_run": run.id if run else "",
+                "message": _one_line(run.message) if run and state != "COMPLETED" else "",
+            }
+        )
+    return rows
+
+
+def _one_line(text: str | None, width: int = 300) -> str:
+    """A message squeezed onto one line of at most `width` characters."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def format_row(row: Mapping[str, Any]) -> str:
+    """One human line per date: date, state, months, validation RMSE, seconds."""
+    rmse = f"val RMSE {row['val_rmse']:.4f}" if row["val_rmse"] is not None else "val RMSE -"
+    secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else "- s"
+    line = (
+        f"{row['date']}  {row['state']:<9}  train {row['train_month']}  "
+        f"validate {row['val_month']}  {rmse}  {secs}"
+    )
+    return f"{line}  {row['message']}" if row["message"] else line
+
+
+def report_paths(folder: Path, first: date, last: date) -> tuple[Path, Path]:
+    """artifacts/backfill-FROM_TO.csv and its .png chart."""
+    stem = f"backfill-{first.isoformat()}_{last.isoformat()}"
+    return folder / f"{stem}.csv", folder / f"{stem}.png"
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Write the summary rows as CSV, atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+    return path
+
+
+def write_chart(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path:
+    """Validation RMSE per date as a PNG (matplotlib, Agg); dates without one marked in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    labels = [f"{r['date']}\n(val {r['val_month']})" for r in rows]
+    values = [r["val_rmse"] if r["val_rmse"] is not None else math.nan for r in rows]
+    known = [v for v in values if not math.isnan(v)]
+    fig = Figure(figsize=(max(6.0, 0.7 * len(rows) + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    xs = range(len(rows))
+    ax.plot(xs, values, marker="o", color="tab:blue", label="validation RMSE (min)")
+    floor = min(known) if known else 0.0
+    missing = [i for i, v in enumerate(values) if math.isnan(v)]
+    if missing:
+        ax.scatter(missing, [floor] * len(missing), marker="x", color="tab:red", s=60)
+        for i in missing:
+            ax.annotate(
+                rows[i]["state"],
+                (i, floor),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                color="tab:red",
+                fontsize=8,
+            )
+    ax.set_xticks(list(xs), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("validation RMSE (minutes)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def table_markdown_title(first: date, last: date, rows: Sequence[Mapping[str, Any]]) -> str:
+    """One-line description of a range's outcome, e.g. '10 dates: 9 COMPLETED, 1 FAILED'."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return f"backfill {first}..{last}: {len(rows)} dates: {parts}"
