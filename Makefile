@@ -35,15 +35,22 @@ CRON          ?= 0 9 15 * *              # the course's schedule: 09:00 on the 1
 TIMEZONE      ?= UTC                     # time zone of CRON
 ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
 WATCH         ?= 0                       # 1: `make run` waits for the run to finish
+DATABASE_URL  ?=                         # server database: empty = SQLite in PREFECT_HOME; postgresql+asyncpg://user:pw@host:port/db
+PG_DIR        ?= $(ROOT)/env/postgres    # `make postgres`: the lab's PostgreSQL cluster, password file, log
+PG_PORT       ?=                         # ... its port on 127.0.0.1; empty: the last one used, else a free one
+PG_BIN        ?=                         # folder of initdb/pg_ctl; empty: PATH, /usr/lib/postgresql/*/bin, Homebrew
+LOAD_RUNS     ?= 40                      # `make bench-load`: per-date runs ...
+LOAD_ROWS     ?= 20000                   # ... over generated months of this many rows
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
-  DEPLOYMENT CRON TIMEZONE ONCE WATCH
+  DEPLOYMENT CRON TIMEZONE ONCE WATCH DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
 PREFECT_HOME  := $(abspath $(PREFECT_HOME))
+PG_DIR        := $(abspath $(PG_DIR))
 CLIENT_HOST   := $(if $(filter 0.0.0.0 ::,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST))
 API_URL       := $(or $(API_URL),http://$(CLIENT_HOST):$(PREFECT_PORT)/api)
 UI_API_URL    := $(or $(UI_API_URL),$(API_URL))
@@ -64,6 +71,7 @@ CHECK_DATE = $(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_
 # the one source of truth for clients: it is exported, so it wins over any profile value.
 export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT API_URL UI_API_URL
 export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE
+export DATABASE_URL PG_DIR PG_PORT PG_BIN
 export LAB_ROOT := $(ROOT)
 export PREFECT_API_URL := $(API_URL)
 export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
@@ -210,6 +218,19 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 .PHONY: ui
 ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium) -> ARTIFACTS_DIR/ui/
 	@$(VPY) -m fhvlab ui
+
+##@ Past one machine
+.PHONY: postgres
+postgres: $(STAMP) ## a PostgreSQL for the server under PG_DIR (127.0.0.1, PG_PORT); prints the DATABASE_URL to use
+	@$(VPY) -m fhvlab.postgres start
+
+.PHONY: postgres-stop
+postgres-stop: $(STAMP) ## stop the lab's PostgreSQL (its data stays in PG_DIR)
+	@$(VPY) -m fhvlab.postgres stop
+
+.PHONY: bench-load
+bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLite vs PostgreSQL (prints figures)
+	@cd $(ROOT) && $(VPY) scripts/bench_load.py --runs "$(LOAD_RUNS)" --rows "$(LOAD_ROWS)"
 
 ##@ Checks
 .PHONY: test
