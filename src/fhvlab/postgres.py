@@ -385,7 +385,6 @@ def start(cluster: Cluster, pg_port: str = "", pg_bin: str = "") -> tuple[str, b
                 f"who cannot enter {blocked}: chmod o+x {blocked}, or pass PG_DIR=<a folder "
                 f"{owner.name} can reach>"
             )
-    cluster.root.mkdir(parents=True, exist_ok=True)
     if is_running(cluster, pg, owner):
         port = running_port(cluster)
         if port is None:
@@ -403,6 +402,7 @@ def start(cluster: Cluster, pg_port: str = "", pg_bin: str = "") -> tuple[str, b
                 f"port {port} on {HOST} is taken by another program; pick another: "
                 f"make postgres PG_PORT={port + 1 if port < 65535 else 5433}"
             )
+        cluster.root.mkdir(parents=True, exist_ok=True)
         if not cluster.initialized:
             _init(cluster, pg, owner)
         _make_dir(cluster.socket_dir, owner, 0o700)

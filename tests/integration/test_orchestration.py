@@ -190,9 +190,12 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
     if database_env:
         _postgres_restart_is_survived(env, deployment["id"], flow_run["id"])
         password = _pg_password(env)
+        doctor = run_make("doctor", env=env).stdout
+        assert "[ok]   database      PostgreSQL postgresql+asyncpg://prefect:***@" in doctor
+        assert "answers" in doctor
         status = _ok(run_make("server-status", env=env))
         assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@" in status
-        for text in (status, out, again, (home / "server.log").read_text()):
+        for text in (status, doctor, out, again, (home / "server.log").read_text()):
             assert password not in text
     else:
         assert (home / "prefect.db").exists()
