@@ -263,7 +263,8 @@ clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .ven
 	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
 .PHONY: distclean
-distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/ and the lab's Prefect home (env/prefect); stops its server first
+distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/, the lab's Prefect home (env/prefect) and PostgreSQL (env/postgres); stops them first
 	@if [ -x $(VPY) ]; then PREFECT_HOME=$(ROOT)/env/prefect $(VPY) -m fhvlab server stop; fi
-	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect
+	@if [ -x $(VPY) ]; then PG_DIR=$(ROOT)/env/postgres $(VPY) -m fhvlab.postgres stop; fi
+	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect $(ROOT)/env/postgres
 	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md -delete
