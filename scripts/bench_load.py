@@ -158,12 +158,18 @@ def leg(name: str, base: dict[str, str], dates: list[date], concurrency: int, wo
         print(f"bench-load: {name}: {len(dates)} runs, {workers} workers", flush=True)
         started = time.time()
         ids = []
+        client_5xx = 0
         for d in dates:
-            created = http.post(
-                f"{api}/deployments/{dep['id']}/create_flow_run",
-                json={"parameters": {"date": d.isoformat()}, "name": f"load-{d}"},
-                timeout=60,
-            )
+            for attempt in range(6):  # like Prefect's own client: retry a 503 with backoff
+                created = http.post(
+                    f"{api}/deployments/{dep['id']}/create_flow_run",
+                    json={"parameters": {"date": d.isoformat()}, "name": f"load-{d}"},
+                    timeout=60,
+                )
+                if created.status_code < 500 or attempt == 5:
+                    break
+                client_5xx += 1
+                time.sleep(0.5 * 2**attempt)
             created.raise_for_status()
             ids.append(created.json()["id"])
         deadline = time.monotonic() + 1800
@@ -200,7 +206,7 @@ def leg(name: str, base: dict[str, str], dates: list[date], concurrency: int, wo
         "median": statistics.median(delays) if delays else float("nan"),
         "worst": max(delays) if delays else float("nan"),
         "locked": len(LOCKED.findall(server_log)),
-        "http5xx": sum(len(HTTP_5XX.findall(t)) for t in texts),
+        "http5xx": sum(len(HTTP_5XX.findall(t)) for t in texts) + client_5xx,
         "tracebacks": server_log.count("Traceback"),
         "not_completed": sum(r["state_type"] != "COMPLETED" for r in runs),
         "max_running": max_running(runs),
@@ -232,6 +238,8 @@ def main() -> None:
                 "DATA_URL": url,
                 "NO_PROXY": "127.0.0.1,localhost",
                 "PG_DIR": str(tmp / "pg"),
+                # Prefect hides retryable errors (SQLite's "database is locked") unless asked.
+                "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
             }
         )
         try:
@@ -262,7 +270,8 @@ def main() -> None:
         )
     print(
         "\nsched->start: median time from a run's scheduled time to its start; locked: "
-        "'database is locked' in the server log; 5xx: HTTP 5xx in server and worker logs"
+        "'database is locked' in the server log; 5xx: HTTP 5xx in server and worker logs\n"
+        "and answers to this script's own requests (retried like Prefect's client does)"
     )
 
 
