@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"
 FLOW, DEPLOYMENT, POOL = "fhv-duration-training", "fhv-monthly", "fhv-pool"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-LOCKED = re.compile(r"database is locked")
+# One line per event: a traceback also repeats it in SQLAlchemy's wrapper line.
+LOCKED = re.compile(r"(?m)^(?!sqlalchemy\.exc).*database is locked")
 HTTP_5XX = re.compile(
     r"\b5\d\d (Internal Server Error|Service Unavailable|Bad Gateway|Gateway Timeout)"
 )
