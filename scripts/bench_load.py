@@ -208,7 +208,6 @@ def leg(name: str, base: dict[str, str], dates: list[date], concurrency: int, wo
         "worst": max(delays) if delays else float("nan"),
         "locked": len(LOCKED.findall(server_log)),
         "http5xx": sum(len(HTTP_5XX.findall(t)) for t in texts) + client_5xx,
-        "tracebacks": server_log.count("Traceback"),
         "not_completed": sum(r["state_type"] != "COMPLETED" for r in runs),
         "max_running": max_running(runs),
         "runs": len(runs),
@@ -260,14 +259,14 @@ def main() -> None:
     )
     head = (
         f"{'database':<11}{'wall s':>8}{'runs/min':>10}{'sched->start':>14}{'worst':>8}"
-        f"{'locked':>8}{'5xx':>5}{'tracebacks':>12}{'not done':>10}{'max running':>13}"
+        f"{'locked':>8}{'5xx':>5}{'not done':>10}{'max running':>13}"
     )
     print(head)
     for r in results:
         print(
             f"{r['database']:<11}{r['wall']:>8.1f}{r['per_min']:>10.1f}"
             f"{r['median']:>12.1f} s{r['worst']:>6.1f} s{r['locked']:>8}{r['http5xx']:>5}"
-            f"{r['tracebacks']:>12}{r['not_completed']:>10}{r['max_running']:>13}"
+            f"{r['not_completed']:>10}{r['max_running']:>13}"
         )
     print(
         "\nsched->start: median time from a run's scheduled time to its start; locked: "
