@@ -40,15 +40,23 @@ FROM          ?=                         # `make backfill` / `make report`: firs
 TO            ?=                         # ... and last date (included)
 CONCURRENCY   ?= 2                       # backfill dates running at once (a Prefect global concurrency limit)
 WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` waits at most
+DATABASE_URL  ?=                         # server database: empty = SQLite in PREFECT_HOME; postgresql+asyncpg://user:pw@host:port/db
+PG_DIR        ?= $(ROOT)/env/postgres    # `make postgres`: the lab's PostgreSQL cluster, password file, log
+PG_PORT       ?=                         # ... its port on 127.0.0.1; empty: the last one used, else a free one
+PG_BIN        ?=                         # folder of initdb/pg_ctl; empty: PATH, /usr/lib/postgresql/*/bin, Homebrew
+LOAD_RUNS     ?= 40                      # `make bench-load`: per-date runs ...
+LOAD_ROWS     ?= 20000                   # ... over generated months of this many rows
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
-  DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT
+  DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
+  DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
 PREFECT_HOME  := $(abspath $(PREFECT_HOME))
+PG_DIR        := $(abspath $(PG_DIR))
 CLIENT_HOST   := $(if $(filter 0.0.0.0 ::,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST))
 API_URL       := $(or $(API_URL),http://$(CLIENT_HOST):$(PREFECT_PORT)/api)
 UI_API_URL    := $(or $(UI_API_URL),$(API_URL))
@@ -73,6 +81,7 @@ CHECK_DATE = $(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_
 # the one source of truth for clients: it is exported, so it wins over any profile value.
 export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT API_URL UI_API_URL
 export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE
+export DATABASE_URL PG_DIR PG_PORT PG_BIN
 export LAB_ROOT := $(ROOT)
 export PREFECT_API_URL := $(API_URL)
 export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
@@ -256,6 +265,19 @@ report: $(STAMP) ## rebuild the summary of backfill FROM..TO: artifacts/backfill
 bench-backfill: server ## benchmark: backfill of 12 dates vs 12 sequential `make train` (1.1 M-row months)
 	@cd $(ROOT) && $(VPY) scripts/bench_backfill.py
 
+##@ Past one machine
+.PHONY: postgres
+postgres: $(STAMP) ## a PostgreSQL for the server under PG_DIR (127.0.0.1, PG_PORT); prints the DATABASE_URL to use
+	@$(VPY) -m fhvlab.postgres start
+
+.PHONY: postgres-stop
+postgres-stop: $(STAMP) ## stop the lab's PostgreSQL (its data stays in PG_DIR)
+	@$(VPY) -m fhvlab.postgres stop
+
+.PHONY: bench-load
+bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLite vs PostgreSQL (prints figures)
+	@cd $(ROOT) && $(VPY) scripts/bench_load.py --runs "$(LOAD_RUNS)" --rows "$(LOAD_ROWS)"
+
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
@@ -288,7 +310,8 @@ clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .ven
 	find $(ROOT) -path $(VENV) -prune -o -path $(TOOLS) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 .PHONY: distclean
-distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/ and the lab's Prefect home (env/prefect); stops its server first
+distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/, the lab's Prefect home (env/prefect) and PostgreSQL (env/postgres); stops them first
 	@if [ -x $(VPY) ]; then PREFECT_HOME=$(ROOT)/env/prefect $(VPY) -m fhvlab server stop; fi
-	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect
+	@if [ -x $(VPY) ]; then PG_DIR=$(ROOT)/env/postgres $(VPY) -m fhvlab.postgres stop; fi
+	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect $(ROOT)/env/postgres
 	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md ! -path $(ROOT)/artifacts/ui ! -name example-deployment.png -delete

@@ -288,6 +288,82 @@ def check_orchestration(api_up: bool) -> list[Check]:
     return checks
 
 
+def mask_url(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    if "@" not in url:
+        return url
+    head, _, tail = url.rpartition("@")
+    scheme, sep, userinfo = head.partition("://")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}{':***' if ':' in userinfo else ''}@{tail}"
+
+
+def postgres_answers(host: str, port: int) -> bool:
+    """Whether a PostgreSQL server answers at host:port (its reply to an SSLRequest)."""
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+            return sock.recv(1) in (b"N", b"S")
+    except OSError:
+        return False
+
+
+def check_database(api_up: bool) -> Check:
+    """Which database the server uses (password masked) and whether it answers."""
+    home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
+    url = next(
+        (
+            env(n)
+            for n in (
+                "DATABASE_URL",
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+                "PREFECT_API_DATABASE_CONNECTION_URL",
+            )
+            if env(n)
+        ),
+        "",
+    )
+    configured = f"PostgreSQL {mask_url(url)}" if url else f"SQLite {home / 'prefect.db'}"
+    recorded = home / "server.database"
+    if api_up:
+        used = recorded.read_text().strip() if recorded.exists() else configured
+        try:
+            with urllib.request.urlopen(f"{api_url()}/ready", timeout=10) as response:
+                ready = response.status == 200
+        except (urllib.error.URLError, OSError):
+            ready = False
+        if not ready:
+            return Check(
+                "database",
+                "fail",
+                f"the server uses {used}, and it does not answer (GET /api/ready)",
+                "make postgres (the lab's own), or start the database DATABASE_URL names",
+            )
+        if used != configured:
+            return Check(
+                "database",
+                "warn",
+                f"the server uses {used} (it answers); DATABASE_URL now says {configured}",
+                "make server-stop && make server  (to switch)",
+            )
+        return Check("database", "ok", f"{used}, answers")
+    if not url:
+        return Check("database", "ok", f"{configured} (the server creates it when it starts)")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        host, port = parts.hostname or "", parts.port or 5432
+    except ValueError:
+        return Check("database", "fail", f"{configured}: bad port", "fix DATABASE_URL")
+    if postgres_answers(host, port):
+        return Check("database", "ok", f"{configured}, a PostgreSQL answers at {host}:{port}")
+    return Check(
+        "database",
+        "fail",
+        f"{configured}: no PostgreSQL answers at {host}:{port}",
+        "make postgres (the lab's own), or start the database DATABASE_URL names",
+    )
+
+
 def check_data() -> list[Check]:
     date = env("DATE", "2021-08-15")
     data_dir = Path(env("DATA_DIR", str(ROOT / "data")))
@@ -336,6 +412,7 @@ def main() -> int:
     checks = [check_python(), check_venv_python(), check_venv(), check_prefect(), *check_home()]
     api_checks, api_up = check_api()
     checks += api_checks + check_orchestration(api_up) + check_data() + [check_disk()]
+    checks.append(check_database(api_up))
     for c in checks:
         line = f"{MARKS[c.status]} {c.name:13} {c.detail}"
         if c.status in ("fail", "warn", "skip") and c.fix:

@@ -136,3 +136,62 @@ def prefect_lab(tmp_path: Path, lab_env: dict[str, str], fhv_server):
         yield env
     finally:
         stop_lab_server(env)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A PostgreSQL cluster made by `make postgres` in a temporary folder on a free port.
+
+    Skips when PostgreSQL's programs are missing, unless FHVLAB_REQUIRE_POSTGRES=1 (CI):
+    then it fails. Stopped and removed at the end of the session.
+    """
+    import tempfile
+
+    from fhvlab.errors import LabError
+    from fhvlab.postgres import find_binaries
+
+    try:
+        find_binaries()
+    except LabError as exc:
+        if os.environ.get("FHVLAB_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"FHVLAB_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
+    # Not under pytest's 0700 temp root: as root, the lab runs PostgreSQL as another user.
+    folder = Path(tempfile.mkdtemp(prefix="fhvlab-pg-"))
+    folder.chmod(0o755)
+    env = {"PG_DIR": str(folder / "pg"), "PG_PORT": str(free_port())}
+    try:
+        made = run_make("postgres", env=env, timeout=120)
+        assert made.returncode == 0, made.stderr
+        [line] = [x for x in made.stdout.splitlines() if x.startswith("export DATABASE_URL=")]
+        yield {**env, "DATABASE_URL": line.split("=", 1)[1].strip("'")}
+    finally:
+        run_make("postgres-stop", env=env, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_database_url(postgres_cluster, request) -> str:
+    """A DATABASE_URL of a fresh, empty database of the test's own in that cluster."""
+    import asyncio
+
+    import asyncpg
+
+    url = postgres_cluster["DATABASE_URL"]
+    name = f"t_{abs(hash(request.node.nodeid)) % 10**8}_{os.getpid()}"
+    socket_dir = str(Path(postgres_cluster["PG_DIR"]) / "run")
+
+    async def admin(sql: str) -> None:  # as the superuser, over the cluster's own socket
+        conn = await asyncpg.connect(
+            host=socket_dir, port=int(postgres_cluster["PG_PORT"]), user="postgres"
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name} OWNER prefect"))
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from fhvlab import paths, server
+from fhvlab import database, paths, server
 from fhvlab.errors import LabError
 from fhvlab.months import months_for, parse_date, parse_month
 
@@ -90,12 +90,17 @@ def _cmd_server_start(args: argparse.Namespace) -> int:
             "anyone who can reach this machine can use the API",
             file=sys.stderr,
         )
+    if server.running_pid(spec) is None:
+        database.preflight_configured()  # one line and nothing started if it cannot work
     pid, started = server.start(spec, args.ui_api_url, timeout=args.timeout)
     state = "started" if started else "already running"
+    if started:
+        database.record(spec.home)
     print(
         f"server: {state} (pid {pid}); API {spec.api_url}; UI http://{spec.client_host}:"
         f"{spec.port}; log {spec.log_file}"
     )
+    print(f"server: database {database.recorded(spec.home)}")
     return 0
 
 
@@ -117,6 +122,7 @@ def _cmd_server_status(args: argparse.Namespace) -> int:
             f"server: running (pid {pid}), healthy at {spec.api_url}; UI http://"
             f"{spec.client_host}:{spec.port}"
         )
+        print(f"server: database {database.recorded(spec.home)}")
         return 0
     if healthy:
         print(f"server: a Prefect server answers at {spec.api_url}, but the lab did not start it")

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from fhvlab import database
 from fhvlab.errors import BadInput, LabError
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def server_env(spec: ServerSpec, ui_api_url: str | None) -> dict[str, str]:
     env["PREFECT_SERVER_API_PORT"] = str(spec.port)
     env["PREFECT_UI_API_URL"] = ui_api_url or spec.api_url
     env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another
+    env.update(database.server_env(env))  # DATABASE_URL -> PREFECT_SERVER_DATABASE_CONNECTION_URL
     return env
 
 

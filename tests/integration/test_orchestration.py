@@ -72,12 +72,33 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_module_end_to_end(prefect_lab, fhv_files):
-    env = prefect_lab
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_env(request) -> dict[str, str]:
+    """The e2e test runs once on SQLite (DATABASE_URL empty) and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    cluster = request.getfixturevalue("postgres_cluster")
+    return {
+        "DATABASE_URL": request.getfixturevalue("pg_database_url"),
+        "PG_DIR": cluster["PG_DIR"],
+        "PG_PORT": cluster["PG_PORT"],
+    }
+
+
+def _pg_password(env) -> str:
+    return env["DATABASE_URL"].split("@")[0].rsplit(":", 1)[1]
+
+
+def test_module_end_to_end(prefect_lab, fhv_files, database_env):
+    env = {**prefect_lab, **database_env}
     home = Path(env["PREFECT_HOME"])
 
     out = _ok(run_make("server", "config", "storage", "work-queue", "deploy", env=env))
     assert "server: started" in out
+    if database_env:
+        assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@127.0.0.1:" in out
+    else:
+        assert f"server: database SQLite {home / 'prefect.db'}" in out
     assert "created work pool 'fhv-pool' (process)" in out
     profile = (home / "profiles.toml").read_text()
     assert f'PREFECT_API_URL = "{_api(env)}"' in profile
@@ -167,6 +188,19 @@ def test_module_end_to_end(prefect_lab, fhv_files):
     assert _post(env, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
     assert _named_blocks(env) == ["fhvlab-results"]
 
+    if database_env:
+        _postgres_restart_is_survived(env, deployment["id"], flow_run["id"])
+        password = _pg_password(env)
+        doctor = run_make("doctor", env=env).stdout
+        assert "[ok]   database      PostgreSQL postgresql+asyncpg://prefect:***@" in doctor
+        assert "answers" in doctor
+        status = _ok(run_make("server-status", env=env))
+        assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@" in status
+        for text in (status, doctor, out, again, (home / "server.log").read_text()):
+            assert password not in text
+    else:
+        assert (home / "prefect.db").exists()
+
     stopped = _ok(run_make("server-stop", env=env))
     assert "server: stopped" in stopped
     assert _port_free(int(env["PREFECT_PORT"]))
@@ -250,3 +284,21 @@ def test_with_an_auth_string_the_api_is_closed_and_the_lab_clients_use_it(prefec
         f"{_api(env)}/work_pools/filter", json={}, auth=("student", "s3cret"), timeout=10
     )
     assert [p["name"] for p in authed.json()] == ["fhv-pool"]
+
+
+def _postgres_restart_is_survived(env, deployment_id: str, flow_run_id: str) -> None:
+    """PostgreSQL stopped and started under the running server: it recovers, nothing lost."""
+    pg = {k: v for k, v in env.items() if k in ("PG_DIR", "PG_PORT")}
+    assert pg, "the PostgreSQL leg needs the cluster's PG_DIR and PG_PORT"
+    _ok(run_make("postgres-stop", env=pg))
+    ready = requests.get(f"{_api(env)}/ready", timeout=30)
+    assert ready.status_code == 503  # the server is up and says its database is not
+    _ok(run_make("postgres", env=pg))
+    _wait_for(
+        lambda: requests.get(f"{_api(env)}/ready", timeout=30).status_code == 200,
+        60,
+        "the server to reach PostgreSQL again",
+    )
+    assert [d["id"] for d in _deployments(env)] == [deployment_id]
+    [again] = _post(env, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+    assert again["state_type"] == "COMPLETED"
