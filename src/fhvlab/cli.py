@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_args(start)
     _add_api_arg(start)
     start.add_argument("--ui-api-url", default=os.environ.get("UI_API_URL") or None)
-    start.add_argument("--timeout", type=float, default=60.0, help="health wait, seconds")
+    start.add_argument("--timeout", type=float, default=150.0, help="health wait, seconds")
     start.set_defaults(func=_cmd_server_start)
     for name, func in (("stop", _cmd_server_stop), ("status", _cmd_server_status)):
         cmd = srv.add_parser(name)

@@ -36,10 +36,10 @@ def worker_online(api_url: str, pool: str, name: str, since: float) -> bool:
     try:
         found = server.api_session().post(
             f"{api_url}/work_pools/{quote(pool)}/workers/filter",
-            json={"workers": {"name": {"any_": [name]}}},
+            json={"workers": {"status": {"any_": ["ONLINE"]}}},  # no name filter in the API
             timeout=5,
         )
-    except OSError:
+    except (OSError, ValueError):
         return False
     if found.status_code != 200:
         return False

@@ -297,11 +297,10 @@ def reset_targets(home: Path, storage_url: str) -> list[Path]:
     """What `make reset` deletes: the SQLite database (+ WAL files) and local result storage."""
     found = [home / name for name in ("prefect.db", "prefect.db-wal", "prefect.db-shm")]
     found.append(home / "storage")  # Prefect's default local storage
+    found.append(home / "results")  # the lab's default STORAGE_URL
     url = storage_url.strip()
     if url and ("://" not in url or url.startswith("file://")):
-        found.append(Path(url.removeprefix("file://")).expanduser())
-    else:
-        found.append(home / "results")
+        found.append(Path(url.removeprefix("file://")).expanduser())  # remote: never touched
     unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in found))
     return [p for p in unique if p.exists()]
 

@@ -167,7 +167,7 @@ def server_env(spec: ServerSpec, ui_api_url: str | None) -> dict[str, str]:
         env.pop(secret, None)
     # Crash detection: close a missed-heartbeat window 15 s after it ends (Prefect's default
     # buffer, 60 s, would push the CRASHED state past 2 minutes after a kill).
-    env.setdefault("PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER", "15")
+    env.setdefault("PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER", "PT15S")
     return env
 
 
