@@ -110,7 +110,9 @@ def log_sources(home: Path) -> dict[str, Path]:
 def show_logs(home: Path, lines: int, follow: bool, duration: float | None = None) -> None:
     """Print the last `lines` lines of each log, prefixed; then follow them if asked."""
     for name, path in log_sources(home).items():
-        rows = processes.tail(path, lines)
+        rows = (
+            [r for r in processes.tail(path, 2 * lines + 10) if r.strip()][-lines:] if lines else []
+        )
         if not rows:
             print(f"{name:<6} | (no log yet at {path})")
         for line in processes.prefixed(name, rows):
