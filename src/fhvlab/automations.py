@@ -4,8 +4,8 @@ Everything here is Prefect's own machinery on the open-source server:
 - the flow-run processes send heartbeat events every HEARTBEAT_SECONDS (the deployment's
   `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` job variable in prefect.yaml);
 - "zombie" automation (Prefect's "detect zombie flows" recipe): a run of the lab's deployment
-  whose heartbeat is followed by neither another heartbeat nor a final state within
-  MISSED_AFTER_SECONDS is set to CRASHED;
+  whose RUNNING state or heartbeat is followed by neither another heartbeat nor a final state
+  within MISSED_AFTER_SECONDS is set to CRASHED;
 - "re-run" automation: a run of the deployment that becomes CRASHED after its first attempt
   (event label `prefect.run-count` = "1") is set back to SCHEDULED; the same flow run is run
   again by the next worker. A second crash has run count 2 and matches no more: once.
@@ -53,7 +53,10 @@ def zombie_automation(name: str, deployment_id: UUID | str) -> AutomationCore:
             f"heartbeat (sent every {HEARTBEAT_SECONDS} s): the flow-run process is gone."
         ),
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            # Prefect's recipe starts the window at a heartbeat only; a process killed before
+            # its first heartbeat reached the server (measured here: a kill 4 s after
+            # RUNNING) would stay RUNNING for good. The RUNNING event opens it too.
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *FINAL_EVENTS},
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related=_for_deployment(deployment_id),

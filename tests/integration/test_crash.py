@@ -92,6 +92,13 @@ def _wait(predicate, timeout: float, what: str, env, run_id: str, check=None):
         time.sleep(1)
 
 
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
 def _kill_worker_and_its_runs(home: Path) -> list[int]:
     """SIGKILL the background worker's process group and every process below it."""
     pid = int((home / "worker.pid").read_text())
@@ -124,6 +131,12 @@ def test_killed_run_is_crashed_rerun_once_and_completes(prefect_lab, fhv_server,
             run_id,
             whole,
         )
+        beating = [
+            pid
+            for pid in processes._descendants_of(int((home / "worker.pid").read_text()))
+            if b"PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30\0" in _environ(pid)
+        ]
+        assert beating, "no flow-run process got the deployment's heartbeat setting"
         victims = _kill_worker_and_its_runs(home)
         killed_at = time.monotonic()
         print(f"killed worker and flow-run processes {victims}", flush=True)

@@ -145,7 +145,7 @@ def test_zombie_automation_is_prefects_recipe_for_one_deployment():
     auto = automations.zombie_automation("z", "1234")
     trigger = auto.trigger
     assert trigger.posture == "Proactive"
-    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.after == {"prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
     assert "prefect.flow-run.Completed" in trigger.expect
     assert "prefect.flow-run.heartbeat" in trigger.expect
     assert trigger.within.total_seconds() == automations.MISSED_AFTER_SECONDS
