@@ -224,7 +224,8 @@ ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium
 
 ##@ Running the lab
 .PHONY: up
-up: deploy ## server + deployment + one background worker; returns when the worker is online
+up: $(STAMP) ## server + deployment + one background worker; returns when the worker is online
+	@$(VPY) -m fhvlab with-lock up -- $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy
 	@$(VPY) -m fhvlab worker-start
 	@echo "up: UI http://$(CLIENT_HOST):$(PREFECT_PORT); make run DATE=... WATCH=1, make logs, make down"
 

@@ -248,27 +248,43 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 def _cmd_automations(args: argparse.Namespace) -> int:
     """`make deploy`'s last step: crashed runs detected (no heartbeat) and re-run once."""
     server.require_api(_api_url(args))
-    from fhvlab import automations
+    from fhvlab import automations, processes
 
-    for line in automations.ensure_crash_automations(args.flow, args.deployment):
+    with processes.locked(paths.prefect_home() / ".automations.lock"):
+        lines = automations.ensure_crash_automations(args.flow, args.deployment)
+    for line in lines:
         print(f"deploy: {line}")
     return 0
+
+
+def _cmd_with_lock(args: argparse.Namespace) -> int:
+    """Run a command while holding one of the lab's locks (`make up` serialises its deploy)."""
+    import subprocess
+
+    from fhvlab import processes
+
+    command = [c for c in args.command if c != "--"]
+    if not command:
+        raise LabError("with-lock: no command given")
+    with processes.locked(paths.prefect_home() / f".{args.name}.lock"):
+        return subprocess.call(command)
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     """`make alerts` / `make alerts-off`: a webhook message per FAILED or CRASHED run."""
     server.require_api(_api_url(args))
-    from fhvlab import automations
+    from fhvlab import automations, processes
 
-    if args.off:
-        lines = automations.remove_alerts(args.deployment)
-    else:
-        url = os.environ.get("WEBHOOK_URL", "").strip()
-        if not url:
-            raise LabError(
-                "no WEBHOOK_URL given: make alerts WEBHOOK_URL=https://hooks.slack.com/services/..."
-            )
-        lines = automations.ensure_alerts(args.flow, args.deployment, url)
+    url = os.environ.get("WEBHOOK_URL", "").strip()
+    if not args.off and not url:
+        raise LabError(
+            "no WEBHOOK_URL given: make alerts WEBHOOK_URL=https://hooks.slack.com/services/..."
+        )
+    with processes.locked(paths.prefect_home() / ".automations.lock"):
+        if args.off:
+            lines = automations.remove_alerts(args.deployment)
+        else:
+            lines = automations.ensure_alerts(args.flow, args.deployment, url)
     for line in lines:
         print(f"alerts: {line}")
     return 0
@@ -454,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--deployment", default=os.environ.get("DEPLOYMENT", "fhv-monthly"))
     alerts.add_argument("--off", action="store_true", help="remove the alerts")
     alerts.set_defaults(func=_cmd_alerts)
+
+    lock = sub.add_parser("with-lock", help="run a command under a lock in PREFECT_HOME")
+    lock.add_argument("name", choices=["up"])
+    lock.add_argument("command", nargs=argparse.REMAINDER)
+    lock.set_defaults(func=_cmd_with_lock)
 
     wstart = sub.add_parser("worker-start", help="background worker, wait until online")
     _add_api_arg(wstart)
