@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 def _ok(result) -> str:
-    print(f"[{time.strftime('%T')}] make {' '.join(result.args[4:])}", flush=True)
+    shown = ["WEBHOOK_URL=***" if a.startswith("WEBHOOK_URL=") else a for a in result.args[4:]]
+    print(f"[{time.strftime('%T')}] make {' '.join(shown)}", flush=True)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result.stdout
 
