@@ -109,6 +109,7 @@ def log_sources(home: Path) -> dict[str, Path]:
 
 def show_logs(home: Path, lines: int, follow: bool, duration: float | None = None) -> None:
     """Print the last `lines` lines of each log, prefixed; then follow them if asked."""
+    start = processes.sizes(log_sources(home))  # nothing written meanwhile is missed
     for name, path in log_sources(home).items():
         rows = (
             [r for r in processes.tail(path, 2 * lines + 10) if r.strip()][-lines:] if lines else []
@@ -119,7 +120,7 @@ def show_logs(home: Path, lines: int, follow: bool, duration: float | None = Non
             print(line)
     sys.stdout.flush()
     if follow:
-        processes.follow(log_sources(home), duration=duration)
+        processes.follow(log_sources(home), duration=duration, start=start)
 
 
 def shell_env(home: Path, api_url: str, venv: Path) -> dict[str, str]:

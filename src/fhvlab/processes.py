@@ -265,11 +265,19 @@ def prefixed(source: str, lines: Iterable[str], width: int = 6) -> list[str]:
     return [f"{source:<{width}} | {line}" for line in lines]
 
 
-def follow(sources: dict[str, Path], duration: float | None = None, poll: float = 0.5) -> None:
+def sizes(sources: dict[str, Path]) -> dict[str, int]:
+    """Current size of each file (0 when missing): where following starts."""
+    return {name: path.stat().st_size if path.exists() else 0 for name, path in sources.items()}
+
+
+def follow(
+    sources: dict[str, Path],
+    duration: float | None = None,
+    poll: float = 0.5,
+    start: dict[str, int] | None = None,
+) -> None:
     """Print new lines of each file as they come, prefixed; stop after `duration` s if given."""
-    offsets = {}
-    for name, path in sources.items():
-        offsets[name] = path.stat().st_size if path.exists() else 0
+    offsets = dict(start) if start is not None else sizes(sources)
     deadline = None if duration is None else time.monotonic() + duration
     partial = dict.fromkeys(sources, "")
     while deadline is None or time.monotonic() < deadline:

@@ -208,7 +208,7 @@ def _check_logs(env) -> None:
     sources = {line.split(" | ", 1)[0].strip() for line in out.splitlines()}
     assert sources == {"server", "worker"}, out
     follow = subprocess.Popen(
-        ["make", "--no-print-directory", "-C", str(ROOT), "logs", "FOLLOW=1", "LINES=0"],
+        ["make", "--no-print-directory", "-C", str(ROOT), "logs", "FOLLOW=1", "LINES=1"],
         env=clean_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -216,13 +216,14 @@ def _check_logs(env) -> None:
         start_new_session=True,
     )
     try:
-        time.sleep(1.5)  # let it open the files at their current end
-        with (Path(env["PREFECT_HOME"]) / "worker.log").open("a") as log:
-            log.write("probe line for make logs FOLLOW=1\n")
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")))
         reader.daemon = True
         reader.start()
+        # Its first lines (the tails) mean it has noted where each log ends.
+        _wait(lambda: any(x.startswith("worker |") for x in lines), 60, "make logs FOLLOW=1")
+        with (Path(env["PREFECT_HOME"]) / "worker.log").open("a") as log:
+            log.write("probe line for make logs FOLLOW=1\n")
         _wait(
             lambda: any("worker | probe line for make logs FOLLOW=1" in x for x in lines),
             20,
