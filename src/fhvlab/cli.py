@@ -361,6 +361,10 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `make` tells doctor about the calling shell; meaningless inside the lab's own shell.
+LAB_SHELL_VARS = ("LAB_SHELL_PREFECT_API_URL", "LAB_SHELL_PREFECT_PROFILE")
+
+
 def _cmd_shell(args: argparse.Namespace) -> int:
     """`make shell`: a subshell where `prefect` is the lab's; --print: export lines instead."""
     from fhvlab import lab
@@ -381,7 +385,7 @@ def _cmd_shell(args: argparse.Namespace) -> int:
         flush=True,
     )
     env = {**os.environ, **values, "FHVLAB_SHELL": "1"}
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "WEBHOOK_URL"):
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "WEBHOOK_URL", *LAB_SHELL_VARS):
         env.pop(name, None)
     os.execvpe(shell, [shell], env)
     return 0  # not reached

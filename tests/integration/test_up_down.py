@@ -261,3 +261,23 @@ def _check_down_reset(env, home: Path) -> None:
     _ok(run_make("up", env=env, timeout=400))
     runs = _post(env, "/flow_runs/filter")
     assert [r for r in runs if r["parameters"]] == []  # only the cron's upcoming runs
+
+
+def test_doctor_warns_when_the_shell_prefect_is_not_the_labs(lab_env):
+    port = "4399"
+    env = {**lab_env, "PREFECT_PORT": port}
+    elsewhere = run_make("doctor", env={**env, "PREFECT_API_URL": "http://10.9.9.9:4200/api"})
+    [line] = [x for x in elsewhere.stdout.splitlines() if " shell " in x]
+    assert line.startswith("[!]"), line
+    assert "PREFECT_API_URL=http://10.9.9.9:4200/api is not the lab's API" in line
+    assert "make shell" in line
+
+    exports = _ok(run_make("-s", "shell-env", env=env))
+    values = dict(
+        x.removeprefix("export ").split("=", 1) for x in exports.splitlines() if x[:1] != "#"
+    )
+    assert values["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api"
+    assert values["PREFECT_HOME"] == env["PREFECT_HOME"]
+    inside = run_make("doctor", env={**env, "PREFECT_API_URL": values["PREFECT_API_URL"]})
+    [line] = [x for x in inside.stdout.splitlines() if " shell " in x]
+    assert line.startswith("[ok]"), line
