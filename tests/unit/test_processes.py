@@ -65,6 +65,7 @@ def _hold(path: str, started, seconds: float) -> None:
     with processes.locked(Path(path)):
         started.set()
         time.sleep(seconds)
+        Path(path).with_suffix(".released").write_text("done")  # the last act under the lock
 
 
 def test_the_lock_is_exclusive_across_processes_and_bounded(tmp_path):
@@ -79,7 +80,7 @@ def test_the_lock_is_exclusive_across_processes_and_bounded(tmp_path):
         with pytest.raises(LabError, match="holds"), processes.locked(lock, timeout=0.3):
             pass
         with processes.locked(lock, timeout=10):  # waits for the holder, then gets it
-            assert not holder.is_alive()
+            assert lock.with_suffix(".released").exists()
     finally:
         holder.join(timeout=10)
 
