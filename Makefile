@@ -46,12 +46,17 @@ PG_PORT       ?=                         # ... its port on 127.0.0.1; empty: the
 PG_BIN        ?=                         # folder of initdb/pg_ctl; empty: PATH, /usr/lib/postgresql/*/bin, Homebrew
 LOAD_RUNS     ?= 40                      # `make bench-load`: per-date runs ...
 LOAD_ROWS     ?= 20000                   # ... over generated months of this many rows
+FOLLOW        ?= 0                       # 1: `make logs` keeps following both logs (Ctrl-C stops)
+LINES         ?= 40                      # how many last lines of each log `make logs` shows
+YES           ?= 0                       # 1: `make reset` really deletes (without it: only lists)
+WEBHOOK_URL   ?=                         # Slack/Discord/any incoming webhook for `make alerts` (secret)
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
   DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
-  DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS
+  DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS \
+  FOLLOW LINES YES WEBHOOK_URL
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
@@ -77,11 +82,17 @@ VENV_BROKEN := $(if $(wildcard $(STAMP)),$(shell test -x $(VPY) || echo broken))
 CHECK_DATE = $(VPY) -c 'import sys; from fhvlab.months import parse_date; parse_date(sys.argv[1])' \
   "$(DATE)" 2>/dev/null || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
 
+# What the student's own shell says about Prefect, before the lines below override it
+# (`make doctor` warns when `prefect` typed in that shell would not be the lab's).
+export LAB_SHELL_PREFECT_API_URL := $(if $(filter environment,$(origin PREFECT_API_URL)),$(PREFECT_API_URL),)
+export LAB_SHELL_PREFECT_PROFILE := $(if $(filter environment,$(origin PREFECT_PROFILE)),$(PREFECT_PROFILE),)
+
 # Everything a recipe starts sees the lab's locations and runs offline-friendly. API_URL is
 # the one source of truth for clients: it is exported, so it wins over any profile value.
 export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT API_URL UI_API_URL
-export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE
+export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE STORAGE_URL
 export DATABASE_URL PG_DIR PG_PORT PG_BIN
+export WEBHOOK_URL  # read by `make alerts` from the environment, never on a printed command line
 export LAB_ROOT := $(ROOT)
 export PREFECT_API_URL := $(API_URL)
 export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
@@ -228,6 +239,7 @@ work-queue-ls: $(STAMP) ## list the work queues of WORK_POOL (prefect work-queue
 deploy: server config storage work-queue ## deploy the training flow from prefect.yaml on CRON (course: DeploymentSpec + deployment create)
 	@cd $(ROOT) && $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file prefect.yaml
 	@echo "deploy: $(FLOW_NAME)/$(DEPLOYMENT) on $(WORK_POOL)/$(WORK_QUEUE), cron '$(CRON)' ($(TIMEZONE))"
+	@$(VPY) -m fhvlab automations --flow "$(FLOW_NAME)"
 
 .PHONY: worker
 worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONCE=1 runs what is due and exits
@@ -245,6 +257,41 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 .PHONY: ui
 ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium) -> ARTIFACTS_DIR/ui/
 	@$(VPY) -m fhvlab ui
+
+##@ Running the lab
+.PHONY: up
+up: $(STAMP) ## server + deployment + one background worker; returns when the worker is online
+	@$(VPY) -m fhvlab with-lock up -- $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy
+	@$(VPY) -m fhvlab worker-start
+	@echo "up: UI http://$(CLIENT_HOST):$(PREFECT_PORT); make run DATE=... WATCH=1, make logs, make down"
+
+.PHONY: down
+down: $(STAMP) ## stop the lab's worker and server (only those the lab started); keeps everything on disk
+	@$(VPY) -m fhvlab down
+
+.PHONY: logs
+logs: $(STAMP) ## last LINES lines of the server's and the worker's log, each marked; FOLLOW=1 follows
+	@$(VPY) -m fhvlab logs --lines "$(LINES)" $(if $(filter 1 yes true,$(FOLLOW)),--follow,)
+
+.PHONY: reset
+reset: $(STAMP) ## list what would go; YES=1: down, then DELETE the lab's Prefect database and result storage
+	@$(VPY) -m fhvlab reset $(if $(filter 1 yes true,$(YES)),--yes,)
+
+.PHONY: shell
+shell: $(STAMP) ## a subshell where `prefect` is the lab's (its home, profile and API URL); exit to leave
+	@$(VPY) -m fhvlab shell
+
+.PHONY: shell-env
+shell-env: $(STAMP) ## print export lines that give your own shell the lab's Prefect (to eval; see README)
+	@$(VPY) -m fhvlab shell --print
+
+.PHONY: alerts
+alerts: $(STAMP) ## WEBHOOK_URL=...: one message per FAILED or CRASHED run of the deployment (URL kept secret)
+	@$(VPY) -m fhvlab alerts --flow "$(FLOW_NAME)"
+
+.PHONY: alerts-off
+alerts-off: $(STAMP) ## remove the alerts automation and its webhook block
+	@$(VPY) -m fhvlab alerts --off
 
 ##@ Many runs
 BACKFILL_RANGE = --from "$(FROM)" --to "$(TO)" --cron "$(CRON)" --timezone "$(TIMEZONE)"
@@ -311,7 +358,7 @@ clean: ## remove caches (pytest, ruff, __pycache__); keeps data, artifacts, .ven
 
 .PHONY: distclean
 distclean: clean ## DELETES .venv, .tools, downloaded data/, artifacts/, the lab's Prefect home (env/prefect) and PostgreSQL (env/postgres); stops them first
-	@if [ -x $(VPY) ]; then PREFECT_HOME=$(ROOT)/env/prefect $(VPY) -m fhvlab server stop; fi
+	@if [ -x $(VPY) ]; then PREFECT_HOME=$(ROOT)/env/prefect $(VPY) -m fhvlab down; fi
 	@if [ -x $(VPY) ]; then PG_DIR=$(ROOT)/env/postgres $(VPY) -m fhvlab.postgres stop; fi
 	rm -rf $(VENV) $(TOOLS) $(ROOT)/env/prefect $(ROOT)/env/postgres
 	find $(ROOT)/data $(ROOT)/artifacts -mindepth 1 ! -name README.md ! -path $(ROOT)/artifacts/ui ! -name example-deployment.png -delete

@@ -364,6 +364,31 @@ def check_database(api_up: bool) -> Check:
     )
 
 
+def check_shell() -> Check:
+    """Whether `prefect` typed in the student's own shell would talk to the lab's server."""
+    # `make` overrides PREFECT_API_URL for its recipes; it passes the shell's own value here.
+    via_make = "LAB_SHELL_PREFECT_API_URL" in os.environ
+    shell_api = os.environ.get("LAB_SHELL_PREFECT_API_URL" if via_make else "PREFECT_API_URL", "")
+    profile = os.environ.get("LAB_SHELL_PREFECT_PROFILE" if via_make else "PREFECT_PROFILE", "")
+    lab_api = api_url().rstrip("/")
+    fix = 'make shell  (or in this shell: eval "$(make -s shell-env)")'
+    if shell_api.strip() and shell_api.strip().rstrip("/") != lab_api:
+        detail = (
+            f"your shell's PREFECT_API_URL={shell_api.strip()} is not the lab's API ({lab_api})"
+        )
+        return Check("shell", "warn", detail + ": `prefect ...` typed there goes elsewhere", fix)
+    if profile.strip() and profile.strip() != "fhvlab":
+        detail = f"your shell's PREFECT_PROFILE={profile.strip()} is not the lab's profile 'fhvlab'"
+        return Check("shell", "warn", detail, fix)
+    if not shell_api.strip():
+        detail = (
+            "no PREFECT_API_URL in your shell: `prefect ...` typed there uses ~/.prefect "
+            "and may run on a throw-away temporary server"
+        )
+        return Check("shell", "warn", detail, fix)
+    return Check("shell", "ok", f"`prefect` in this shell talks to the lab's API ({lab_api})")
+
+
 def check_data() -> list[Check]:
     date = env("DATE", "2021-08-15")
     data_dir = Path(env("DATA_DIR", str(ROOT / "data")))
@@ -413,6 +438,7 @@ def main() -> int:
     api_checks, api_up = check_api()
     checks += api_checks + check_orchestration(api_up) + check_data() + [check_disk()]
     checks.append(check_database(api_up))
+    checks.append(check_shell())
     for c in checks:
         line = f"{MARKS[c.status]} {c.name:13} {c.detail}"
         if c.status in ("fail", "warn", "skip") and c.fix:

@@ -371,6 +371,152 @@ def _add_range_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timezone", default=os.environ.get("TIMEZONE", "UTC"))
 
 
+def _cmd_automations(args: argparse.Namespace) -> int:
+    """`make deploy`'s last step: crashed runs detected (no heartbeat) and re-run once."""
+    server.require_api(_api_url(args))
+    from fhvlab import automations, processes
+
+    with processes.locked(paths.prefect_home() / ".automations.lock"):
+        lines = automations.ensure_crash_automations(args.flow, args.deployment)
+    for line in lines:
+        print(f"deploy: {line}")
+    return 0
+
+
+def _cmd_with_lock(args: argparse.Namespace) -> int:
+    """Run a command while holding one of the lab's locks (`make up` serialises its deploy)."""
+    import subprocess
+
+    from fhvlab import processes
+
+    command = [c for c in args.command if c != "--"]
+    if not command:
+        raise LabError("with-lock: no command given")
+    with processes.locked(paths.prefect_home() / f".{args.name}.lock"):
+        return subprocess.call(command)
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    """`make alerts` / `make alerts-off`: a webhook message per FAILED or CRASHED run."""
+    server.require_api(_api_url(args))
+    from fhvlab import automations, processes
+
+    url = os.environ.get("WEBHOOK_URL", "").strip()
+    if not args.off and not url:
+        raise LabError(
+            "no WEBHOOK_URL given: make alerts WEBHOOK_URL=https://hooks.slack.com/services/..."
+        )
+    with processes.locked(paths.prefect_home() / ".automations.lock"):
+        if args.off:
+            lines = automations.remove_alerts(args.deployment)
+        else:
+            lines = automations.ensure_alerts(args.flow, args.deployment, url)
+    for line in lines:
+        print(f"alerts: {line}")
+    return 0
+
+
+def _cmd_worker_start(args: argparse.Namespace) -> int:
+    """`make up`'s last step: one background worker, returned once it is online."""
+    from fhvlab import lab
+
+    api = _api_url(args)
+    server.require_api(api)
+    home = paths.prefect_home()
+    pid, started = lab.start_worker(home, api, args.pool, args.queue, paths.ROOT, args.timeout)
+    state = "started" if started else "already running"
+    log_file = home / "worker.log"
+    print(f"worker: {state} (pid {pid}), online in pool {args.pool!r}; log {log_file}")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    """`make down`: stop the lab's worker, then its server; everything on disk stays."""
+    from fhvlab import lab
+
+    home = paths.prefect_home()
+    stopped = lab.stop_worker(home, grace=args.grace)
+    print(
+        f"down: worker {stopped[1]} (pid {stopped[0]})"
+        if stopped
+        else "down: no lab worker running"
+    )
+    pid = server.stop(_spec(args), timeout=args.grace)
+    print(f"down: server stopped (pid {pid})" if pid else "down: no lab server running")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    """`make logs`: the last lines of the server's and the worker's log; --follow follows."""
+    from fhvlab import lab
+
+    lab.show_logs(paths.prefect_home(), args.lines, args.follow, args.seconds)
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    """`make reset`: list what would go; with --yes stop everything and delete it."""
+    from fhvlab import lab, processes
+
+    if os.environ.get("DATABASE_URL", "").strip():
+        raise LabError(
+            "DATABASE_URL is set: the server's database is not a file in the lab's home; "
+            "make reset only wipes the SQLite database (drop the PostgreSQL database yourself)"
+        )
+    home = paths.prefect_home()
+    storage = os.environ.get("STORAGE_URL", "").strip()
+    targets = processes.reset_targets(home, storage)
+    keep = "profile, logs, .venv, DATA_DIR and ARTIFACTS_DIR are kept"
+    if not targets:
+        print(f"reset: nothing to delete in {home} ({keep})")
+        return 0
+    for path in targets:
+        print(f"reset: {'deleting' if args.yes else 'would delete'} {path}")
+    if not args.yes:
+        print(f"reset: nothing deleted; to delete these: make reset YES=1 ({keep})")
+        return 0
+    stopped = lab.stop_worker(home)
+    if stopped:
+        print(f"reset: worker stopped (pid {stopped[0]})")
+    pid = server.stop(_spec(args))
+    if pid:
+        print(f"reset: server stopped (pid {pid})")
+    with processes.locked(processes.server_process(home).lock_file):
+        processes.remove(processes.reset_targets(home, storage))
+    print(f"reset: done; `make up` starts from an empty database ({keep})")
+    return 0
+
+
+# What `make` tells doctor about the calling shell; meaningless inside the lab's own shell.
+LAB_SHELL_VARS = ("LAB_SHELL_PREFECT_API_URL", "LAB_SHELL_PREFECT_PROFILE")
+
+
+def _cmd_shell(args: argparse.Namespace) -> int:
+    """`make shell`: a subshell where `prefect` is the lab's; --print: export lines instead."""
+    from fhvlab import lab
+
+    home = paths.prefect_home()
+    values = lab.shell_env(home, _api_url(args), paths.ROOT / ".venv")
+    if not lab.profile_exists(home):
+        values.pop("PREFECT_PROFILE")
+    if args.print:
+        print('# the lab\'s Prefect in this shell: eval "$(make -s shell-env)"')
+        for line in lab.export_lines(values):
+            print(line)
+        return 0
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    print(
+        f"shell: {shell} with the lab's Prefect (PREFECT_HOME={home}, "
+        f"PREFECT_API_URL={values['PREFECT_API_URL']}); `exit` comes back",
+        flush=True,
+    )
+    env = {**os.environ, **values, "FHVLAB_SHELL": "1"}
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "WEBHOOK_URL", *LAB_SHELL_VARS):
+        env.pop(name, None)
+    os.execvpe(shell, [shell], env)
+    return 0  # not reached
+
+
 def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=os.environ.get("PREFECT_HOST", "127.0.0.1"))
     parser.add_argument("--port", default=os.environ.get("PREFECT_PORT", "4200"))
@@ -406,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_args(start)
     _add_api_arg(start)
     start.add_argument("--ui-api-url", default=os.environ.get("UI_API_URL") or None)
-    start.add_argument("--timeout", type=float, default=60.0, help="health wait, seconds")
+    start.add_argument("--timeout", type=float, default=150.0, help="health wait, seconds")
     start.set_defaults(func=_cmd_server_start)
     for name, func in (("stop", _cmd_server_stop), ("status", _cmd_server_status)):
         cmd = srv.add_parser(name)
@@ -463,6 +609,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_api_arg(report)
     _add_range_args(report)
     report.set_defaults(func=_cmd_report)
+
+    auto = sub.add_parser("automations", help="crash detection and re-run automations")
+    _add_api_arg(auto)
+    auto.add_argument("--flow", default="fhv-duration-training")
+    auto.add_argument("--deployment", default=os.environ.get("DEPLOYMENT", "fhv-monthly"))
+    auto.set_defaults(func=_cmd_automations)
+
+    alerts = sub.add_parser("alerts", help="webhook alerts for FAILED/CRASHED runs ($WEBHOOK_URL)")
+    _add_api_arg(alerts)
+    alerts.add_argument("--flow", default="fhv-duration-training")
+    alerts.add_argument("--deployment", default=os.environ.get("DEPLOYMENT", "fhv-monthly"))
+    alerts.add_argument("--off", action="store_true", help="remove the alerts")
+    alerts.set_defaults(func=_cmd_alerts)
+
+    lock = sub.add_parser("with-lock", help="run a command under a lock in PREFECT_HOME")
+    lock.add_argument("name", choices=["up"])
+    lock.add_argument("command", nargs=argparse.REMAINDER)
+    lock.set_defaults(func=_cmd_with_lock)
+
+    wstart = sub.add_parser("worker-start", help="background worker, wait until online")
+    _add_api_arg(wstart)
+    wstart.add_argument("--pool", default=os.environ.get("WORK_POOL", "fhv-pool"))
+    wstart.add_argument("--queue", default=os.environ.get("WORK_QUEUE", "fhv-queue"))
+    wstart.add_argument("--timeout", type=float, default=90.0, help="online wait, seconds")
+    wstart.set_defaults(func=_cmd_worker_start)
+
+    down = sub.add_parser("down", help="stop the lab's worker and server")
+    _add_server_args(down)
+    down.add_argument("--grace", type=float, default=20.0, help="SIGTERM -> SIGKILL, seconds")
+    down.set_defaults(func=_cmd_down)
+
+    logs = sub.add_parser("logs", help="last lines of the server and worker logs")
+    logs.add_argument("--lines", type=int, default=40)
+    logs.add_argument("--follow", action="store_true")
+    logs.add_argument("--seconds", type=float, default=None, help="stop following after")
+    logs.set_defaults(func=_cmd_logs)
+
+    reset = sub.add_parser("reset", help="wipe the lab's Prefect database and result storage")
+    _add_server_args(reset)
+    reset.add_argument("--yes", action="store_true")
+    reset.set_defaults(func=_cmd_reset)
+
+    shell = sub.add_parser("shell", help="a subshell with the lab's Prefect")
+    _add_api_arg(shell)
+    shell.add_argument("--print", action="store_true", help="print export lines instead")
+    shell.set_defaults(func=_cmd_shell)
 
     queue = sub.add_parser("work-queue", help="process work pool and queue")
     _add_api_arg(queue)

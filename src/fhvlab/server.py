@@ -11,9 +11,7 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from fhvlab import database
+from fhvlab import database, processes
 from fhvlab.errors import BadInput, LabError
 
 log = logging.getLogger(__name__)
@@ -138,37 +136,15 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_lab_server(pid: int) -> bool:
-    """Whether `pid` is a `prefect server start` process (guards against reused PIDs)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return _pid_alive(pid)  # no /proc (macOS): trust the PID file
-    return b"server" in cmdline and any(b"prefect" in part for part in cmdline)
+def _process(spec: ServerSpec) -> processes.Managed:
+    """The server as a managed process: its command line names `server start` and the port."""
+    proc = processes.server_process(spec.home)
+    return processes.Managed(proc.name, proc.home, (*proc.markers, str(spec.port)))
 
 
 def running_pid(spec: ServerSpec) -> int | None:
     """PID of the server the lab started, or None; a stale PID file is removed."""
-    try:
-        pid = int(spec.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        spec.pid_file.unlink(missing_ok=True)
-        return None
-    if _pid_alive(pid) and _is_lab_server(pid):
-        return pid
-    log.info("removing stale PID file %s (process %s is gone)", spec.pid_file, pid)
-    spec.pid_file.unlink(missing_ok=True)
-    return None
+    return processes.running_pid(_process(spec))
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:
@@ -184,52 +160,53 @@ def server_env(spec: ServerSpec, ui_api_url: str | None) -> dict[str, str]:
     env["PREFECT_SERVER_API_HOST"] = spec.host
     env["PREFECT_SERVER_API_PORT"] = str(spec.port)
     env["PREFECT_UI_API_URL"] = ui_api_url or spec.api_url
+    # Links in alerts (`{{ flow_run|ui_url }}`) are rendered by the server: it needs the UI URL.
+    env["PREFECT_UI_URL"] = env["PREFECT_UI_API_URL"].removesuffix("/api")
     env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another
     env.update(database.server_env(env))  # DATABASE_URL -> PREFECT_SERVER_DATABASE_CONNECTION_URL
+    for secret in ("WEBHOOK_URL", "MAKEFLAGS", "MFLAGS"):  # make's command line may hold one
+        env.pop(secret, None)
+    # Crash detection: close a missed-heartbeat window 15 s after it ends (Prefect's default
+    # buffer, 60 s, would push the CRASHED state past 2 minutes after a kill).
+    env.setdefault("PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER", "PT15S")
     return env
 
 
 def start(
     spec: ServerSpec, ui_api_url: str | None = None, timeout: float = 60.0
 ) -> tuple[int, bool]:
-    """Start the server unless the lab's is already up; return (pid, started_now)."""
-    pid = running_pid(spec)
-    if pid is not None:
-        if not is_healthy(spec.api_url):
+    """Start the server unless the lab's is already up; return (pid, started_now).
+
+    Runs under the server's lock: simultaneous starts wait for the first one and then
+    find its server, so there is only ever one server and one PID file naming it.
+    """
+    proc = _process(spec)
+    with processes.locked(proc.lock_file, timeout=timeout + processes.LOCK_TIMEOUT):
+        pid = processes.running_pid(proc)
+        if pid is not None:
+            if not is_healthy(spec.api_url):
+                wait_healthy(spec, pid, timeout)
+            return pid, False
+        if port_in_use(spec.host, spec.port):
+            who = (
+                "a Prefect server not started by this lab"
+                if is_healthy(spec.api_url)
+                else ("another program")
+            )
+            raise LabError(
+                f"port {spec.port} on {spec.host} is taken by {who}; stop it, or pick another "
+                f"port: make server PREFECT_PORT={spec.port + 1}"
+            )
+        prefect = Path(sys.executable).with_name("prefect")
+        cmd = [str(prefect), "server", "start", "--host", spec.host, "--port", str(spec.port)]
+        pid = processes.spawn(proc, cmd, server_env(spec, ui_api_url))
+        try:
             wait_healthy(spec, pid, timeout)
-        return pid, False
-    if port_in_use(spec.host, spec.port):
-        who = (
-            "a Prefect server not started by this lab"
-            if is_healthy(spec.api_url)
-            else ("another program")
-        )
-        raise LabError(
-            f"port {spec.port} on {spec.host} is taken by {who}; stop it, or pick another port: "
-            f"make server PREFECT_PORT={spec.port + 1}"
-        )
-    spec.home.mkdir(parents=True, exist_ok=True)
-    prefect = Path(sys.executable).with_name("prefect")
-    cmd = [str(prefect), "server", "start", "--host", spec.host, "--port", str(spec.port)]
-    with spec.log_file.open("ab") as out, open(os.devnull, "rb") as devnull:
-        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
-        out.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=devnull,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=server_env(spec, ui_api_url),
-            start_new_session=True,  # Ctrl-C in the student's terminal does not reach it
-        )
-    spec.pid_file.write_text(f"{proc.pid}\n")
-    try:
-        wait_healthy(spec, proc.pid, timeout)
-    except BaseException:
-        _terminate(proc.pid, 10.0)
-        spec.pid_file.unlink(missing_ok=True)
-        raise
-    return proc.pid, True
+        except BaseException:
+            processes.terminate(pid, 10.0)
+            spec.pid_file.unlink(missing_ok=True)
+            raise
+        return pid, True
 
 
 def wait_healthy(spec: ServerSpec, pid: int, timeout: float) -> None:
@@ -238,7 +215,7 @@ def wait_healthy(spec: ServerSpec, pid: int, timeout: float) -> None:
     while time.monotonic() < deadline:
         if is_healthy(spec.api_url, timeout=1.0):
             return
-        if not _pid_alive(pid) or _zombie(pid):
+        if not processes.pid_alive(pid) or _zombie(pid):
             raise LabError(
                 f"the Prefect server exited during start-up; last lines of {spec.log_file}:\n"
                 + _log_tail(spec.log_file)
@@ -257,26 +234,12 @@ def _zombie(pid: int) -> bool:
     return False
 
 
-def _terminate(pid: int, grace: float) -> None:
-    """SIGTERM the process group of `pid`, SIGKILL after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if _zombie(pid) or not _pid_alive(pid):
-                return
-            time.sleep(0.1)
-
-
 def stop(spec: ServerSpec, timeout: float = 20.0) -> int | None:
-    """Stop the server the lab started; return its PID, or None if none was running."""
-    pid = running_pid(spec)
-    if pid is None:
+    """Stop the server the lab started (SIGTERM, SIGKILL after `timeout` s); its PID or None."""
+    stopped = processes.stop(_process(spec), grace=timeout)
+    if stopped is None:
         return None
-    _terminate(pid, timeout)
-    spec.pid_file.unlink(missing_ok=True)
     deadline = time.monotonic() + 10
     while port_in_use(spec.host, spec.port) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return pid
+    return stopped[0]
