@@ -24,6 +24,7 @@ DATA_DIR      ?= $(ROOT)/data            # downloaded months
 ARTIFACTS_DIR ?= $(ROOT)/artifacts       # model-, dv-, metrics-{DATE}.*
 PREFECT_HOME  ?= $(ROOT)/env/prefect     # the lab's Prefect home: profile, database, storage
 PYTEST_ARGS   ?=                         # extra pytest arguments, e.g. PYTEST_ARGS="-k download -x"
+TEST_JOBS     ?= 4                       # `make test`: tests run side by side (pytest-xdist; 0 = one process)
 PREFECT_HOST  ?= 127.0.0.1               # where `make server` listens (0.0.0.0: whole network)
 PREFECT_PORT  ?= 4200                    # ... and on which port
 API_URL       ?=                         # API the lab's clients use; empty: http://PREFECT_HOST:PREFECT_PORT/api
@@ -53,7 +54,7 @@ WEBHOOK_URL   ?=                         # Slack/Discord/any incoming webhook fo
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
-  PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
+  PYTEST_ARGS TEST_JOBS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
   DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
   DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS \
   FOLLOW LINES YES WEBHOOK_URL
@@ -328,7 +329,7 @@ bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLit
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
-	cd $(ROOT) && $(VPY) -m pytest $(PYTEST_ARGS)
+	cd $(ROOT) && $(VPY) -m pytest -n "$(TEST_JOBS)" --dist worksteal $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## run only the unit tests (seconds; no servers)

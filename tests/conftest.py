@@ -195,3 +195,27 @@ def pg_database_url(postgres_cluster, request) -> str:
         yield url.rsplit("/", 1)[0] + "/" + name
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+# The slowest tests first, so that `pytest -n N` (make test) does not end on one long test
+# running alone: most of their time is spent waiting on servers, workers and heartbeats.
+_SLOW_FIRST = (
+    "test_crash",
+    "test_up_down",
+    "test_past_one_machine",
+    "test_orchestration",
+    "test_onboarding",
+    "test_backfill",
+    "test_python_choice",
+    "test_train",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order tests: the slow integration modules in _SLOW_FIRST order, then everything else."""
+
+    def rank(item: pytest.Item) -> int:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        return _SLOW_FIRST.index(module) if module in _SLOW_FIRST else len(_SLOW_FIRST)
+
+    items.sort(key=rank)
