@@ -57,26 +57,32 @@ def ensure_month(month: str, data_dir: str, data_url: str) -> str:
     return str(fetched.path)
 
 
-# Tasks that take or return whole months keep them in memory: no result persistence,
-# no input hashing for the cache key.
+# A month travels between tasks as per-pair statistics (a few MB at most), kept in memory:
+# no result persistence, no input hashing for the cache key.
 @task(persist_result=False, cache_policy=NO_CACHE)
-def prepare_month(path: str) -> model.Trips:
-    """Durations in [1, 60] minutes and location codes of one month."""
-    trips = model.load_trips(Path(path))
+def prepare_month(path: str) -> model.MonthStats:
+    """One month read batch by batch and reduced to per-(PU, DO) counts and duration sums."""
+    stats = model.month_stats(Path(path))
     get_run_logger().info(
-        "%s: %s of %s rows kept", Path(path).name, f"{trips.rows:,}", f"{trips.rows_read:,}"
+        "%s: %s of %s rows kept, %s (PU, DO) pairs",
+        Path(path).name,
+        f"{stats.rows:,}",
+        f"{stats.rows_read:,}",
+        f"{len(stats.pairs):,}",
     )
-    return trips
+    return stats
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
-def fit_model(trips: model.Trips) -> tuple[Any, Any]:
+def fit_model(stats: model.MonthStats) -> tuple[Any, Any]:
     """Fitted DictVectorizer and LinearRegression."""
-    return model.fit(trips)
+    return model.fit(stats)
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
-def evaluate(fitted: tuple[Any, Any], train: model.Trips, val: model.Trips) -> dict[str, Any]:
+def evaluate(
+    fitted: tuple[Any, Any], train: model.MonthStats, val: model.MonthStats
+) -> dict[str, Any]:
     """Training and validation RMSE."""
     dv, lr = fitted
     scores = training.evaluate(dv, lr, train, val)
@@ -130,17 +136,17 @@ def train(
     paths_ = [
         ensure_month.submit(str(m), data_dir, data_url) for m in (plan.train_month, plan.val_month)
     ]
-    trips = [prepare_month.submit(p) for p in paths_]
+    stats = [prepare_month.submit(p) for p in paths_]
     train_path, val_path = (p.result() for p in paths_)
-    train_trips, val_trips = (t.result() for t in trips)
-    fitted = fit_model(train_trips)
-    scores = evaluate(fitted, train_trips, val_trips)
+    train_stats, val_stats = (s.result() for s in stats)
+    fitted = fit_model(train_stats)
+    scores = evaluate(fitted, train_stats, val_stats)
     metrics = {
         "date": date,
         "train_month": str(plan.train_month),
         "val_month": str(plan.val_month),
-        "train": training.describe_month(Path(train_path), train_trips),
-        "val": training.describe_month(Path(val_path), val_trips),
+        "train": training.describe_month(Path(train_path), train_stats),
+        "val": training.describe_month(Path(val_path), val_stats),
         **scores,
         "versions": training.library_versions(),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
