@@ -35,11 +35,12 @@ CRON          ?= 0 9 15 * *              # the course's schedule: 09:00 on the 1
 TIMEZONE      ?= UTC                     # time zone of CRON
 ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
 WATCH         ?= 0                       # 1: `make run` waits for the run to finish
+BIG           ?= 0                       # 1: `make bench` adds two 23 M-row months (~0.5 GB in .bench/, minutes)
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
-  DEPLOYMENT CRON TIMEZONE ONCE WATCH
+  DEPLOYMENT CRON TIMEZONE ONCE WATCH BIG
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
@@ -232,8 +233,8 @@ format: $(STAMP) ## rewrite: ruff --fix and ruff format
 	cd $(ROOT) && $(VENV)/bin/ruff format .
 
 .PHONY: bench
-bench: server ## benchmark the lab vs the course script on two 1.1 M-row months (prints figures)
-	@cd $(ROOT) && $(VPY) scripts/bench.py
+bench: server ## benchmark the lab vs the course script on two 1.1 M-row months; BIG=1 adds two 23 M-row ones
+	@cd $(ROOT) && $(VPY) scripts/bench.py $(if $(filter 1 yes true,$(BIG)),--big,)
 
 ##@ Cleaning
 .PHONY: clean
