@@ -35,7 +35,7 @@ CRON          ?= 0 9 15 * *              # the course's schedule: 09:00 on the 1
 TIMEZONE      ?= UTC                     # time zone of CRON
 ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
 WATCH         ?= 0                       # 1: `make run` waits for the run to finish
-BIG           ?= 0                       # 1: `make bench` adds two 23 M-row months (~0.5 GB in .bench/, minutes)
+BIG           ?= 0                       # 1: `make bench` adds two 23 M-row months (~0.9 GB in .bench/, minutes)
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \

@@ -5,7 +5,7 @@ asserted. Also measures `make train` end to end against the running lab server, 
 `make data`'s download throughput from a loopback HTTP server.
 
 `make bench BIG=1` (`--big`) adds two generated 23 M-row months (the size of 2019-01; made
-once, cached in .bench/, ~0.5 GB): the lab's pipeline and `make train` on them, and the
+once, cached in .bench/, ~0.9 GB): the lab's pipeline and `make train` on them, and the
 course script run under a cap on its address space (BENCH_CAP_GB, default 8: a laptop),
 reporting what happened to it. The machine may be shared: compare ratios within one run.
 """
