@@ -60,8 +60,8 @@ def ensure_month(month: str, data_dir: str, data_url: str) -> str:
 # A month travels between tasks as per-pair statistics (a few MB at most), kept in memory:
 # no result persistence, no input hashing for the cache key.
 @task(persist_result=False, cache_policy=NO_CACHE)
-def prepare_month(path: str) -> model.MonthStats:
-    """One month read batch by batch and reduced to per-(PU, DO) counts and duration sums."""
+def prepare_month(path: str) -> tuple[model.MonthStats, dict[str, Any]]:
+    """One month reduced to per-(PU, DO) counts and duration sums, and its description."""
     stats = model.month_stats(Path(path))
     get_run_logger().info(
         "%s: %s of %s rows kept, %s (PU, DO) pairs",
@@ -70,7 +70,7 @@ def prepare_month(path: str) -> model.MonthStats:
         f"{stats.rows_read:,}",
         f"{len(stats.pairs):,}",
     )
-    return stats
+    return stats, training.describe_month(Path(path), stats)  # checksum here: in parallel
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
@@ -137,17 +137,18 @@ def train(
     paths_ = [
         ensure_month.submit(str(m), data_dir, data_url) for m in (plan.train_month, plan.val_month)
     ]
-    stats = [prepare_month.submit(p) for p in paths_]
-    train_path, val_path = (p.result() for p in paths_)
-    train_stats, val_stats = (s.result() for s in stats)
+    prepared = [prepare_month.submit(p) for p in paths_]
+    for fetched in paths_:
+        fetched.result()  # a failed download raises its own error, not "upstream failed"
+    (train_stats, train_info), (val_stats, val_info) = (p.result() for p in prepared)
     fitted = fit_model(train_stats)
     scores = evaluate(fitted, train_stats, val_stats)
     metrics = {
         "date": date,
         "train_month": str(plan.train_month),
         "val_month": str(plan.val_month),
-        "train": training.describe_month(Path(train_path), train_stats),
-        "val": training.describe_month(Path(val_path), val_stats),
+        "train": train_info,
+        "val": val_info,
         **scores,
         "versions": training.library_versions(),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
