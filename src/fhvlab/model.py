@@ -79,7 +79,9 @@ class MonthStats:
 def open_month(path: Path) -> pq.ParquetFile:
     """The month's parquet file; raise DataError if unreadable or missing a needed column."""
     try:
-        parquet = pq.ParquetFile(path)
+        # pre_buffer (pyarrow's default) caches every row group read until the file is
+        # closed: memory would grow with the month. Without it, one row group at a time.
+        parquet = pq.ParquetFile(path, pre_buffer=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as exc:  # pyarrow raises several types for garbage input
