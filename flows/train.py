@@ -7,6 +7,8 @@ Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's sch
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -182,5 +184,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_after_flush(code: int) -> None:
+    """Send what Prefect still holds (logs, events), then exit without interpreter teardown.
+
+    Tearing down the modules a training run imports (Prefect, pydantic, scikit-learn,
+    scipy, pandas) takes ~1 s after the work is done; everything worth keeping is already
+    on disk or on the server once the two workers are drained.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    EventsWorker.drain_all(timeout=30)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_after_flush(main())
