@@ -89,6 +89,7 @@ def open_month(path: Path) -> pq.ParquetFile:
     names = parquet.schema_arrow.names
     missing = [c for c in (*TIME_COLUMNS, *FEATURES) if c not in names]
     if missing:
+        parquet.close()
         raise DataError(f"{path.name}: missing column(s) {', '.join(missing)}")
     return parquet
 
@@ -98,9 +99,7 @@ def iter_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Record
     parquet = open_month(path)
     try:
         yield from parquet.iter_batches(batch_size=batch_rows, columns=[*TIME_COLUMNS, *FEATURES])
-    except DataError:
-        raise
-    except Exception as exc:
+    except (OSError, pa.ArrowException) as exc:  # a corrupt or truncated file
         raise DataError(f"{path.name}: not a readable parquet file ({exc})") from None
     finally:
         parquet.close()

@@ -341,3 +341,13 @@ def test_a_crash_between_model_and_vectorizer_never_leaves_a_mismatched_pair(
     assert not paths.dv.exists() or paths.dv.read_bytes() != old_dv
     with pytest.raises(DataError, match="no complete model"):
         training.load_artifacts(tmp_path, "2021-08-15")
+
+
+def test_a_corrupt_month_is_a_data_error(tmp_path):
+    path = tmp_path / "fhv_tripdata_2021-07.parquet"
+    synthetic_month(parse_month("2021-07"), 5000).to_parquet(path)
+    data = bytearray(path.read_bytes())
+    data[100:20_000] = bytes(19_900)  # pages zeroed, footer intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"fhv_tripdata_2021-07\.parquet: not a readable parquet"):
+        model.month_stats(path)
