@@ -51,13 +51,14 @@ FOLLOW        ?= 0                       # 1: `make logs` keeps following both l
 LINES         ?= 40                      # how many last lines of each log `make logs` shows
 YES           ?= 0                       # 1: `make reset` really deletes (without it: only lists)
 WEBHOOK_URL   ?=                         # Slack/Discord/any incoming webhook for `make alerts` (secret)
+BIG           ?= 0                       # 1: `make bench` adds two 23 M-row months (~0.9 GB in .bench/, minutes)
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS TEST_JOBS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
   DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
   DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS \
-  FOLLOW LINES YES WEBHOOK_URL
+  FOLLOW LINES YES WEBHOOK_URL BIG
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
@@ -347,8 +348,8 @@ format: $(STAMP) ## rewrite: ruff --fix and ruff format
 	cd $(ROOT) && $(VENV)/bin/ruff format .
 
 .PHONY: bench
-bench: server ## benchmark the lab vs the course script on two 1.1 M-row months, then a backfill (prints figures)
-	@cd $(ROOT) && $(VPY) scripts/bench.py
+bench: server ## benchmark the lab vs the course script on two 1.1 M-row months (BIG=1: and two 23 M-row ones), then a backfill
+	@cd $(ROOT) && $(VPY) scripts/bench.py $(if $(filter 1 yes true,$(BIG)),--big,)
 	@cd $(ROOT) && $(VPY) scripts/bench_backfill.py
 
 ##@ Cleaning

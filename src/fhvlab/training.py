@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
-
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.linear_model import LinearRegression
+from typing import TYPE_CHECKING, Any
 
 from fhvlab import model
 from fhvlab.atomic import temp_beside
 from fhvlab.errors import DataError
 from fhvlab.months import Month, months_for, parse_date
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LinearRegression
 
 LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "prefect")
 
@@ -77,19 +78,19 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def describe_month(path: Path, trips: model.Trips) -> dict[str, Any]:
+def describe_month(path: Path, stats: model.MonthStats) -> dict[str, Any]:
     """Row counts, mean duration and checksum of one input file."""
     return {
         "file": path.name,
         "sha256": sha256(path),
-        "rows_read": trips.rows_read,
-        "rows_kept": trips.rows,
-        "mean_duration_minutes": float(trips.duration.mean()),
+        "rows_read": stats.rows_read,
+        "rows_kept": stats.rows,
+        "mean_duration_minutes": stats.mean_duration,
     }
 
 
 def evaluate(
-    dv: DictVectorizer, lr: LinearRegression, train: model.Trips, val: model.Trips
+    dv: DictVectorizer, lr: LinearRegression, train: model.MonthStats, val: model.MonthStats
 ) -> dict[str, Any]:
     """Training and validation RMSE (minutes) and the number of features."""
     return {

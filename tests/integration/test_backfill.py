@@ -60,8 +60,8 @@ def _when(text: str) -> datetime:
 def _plain_val_rmse(source: dict[str, Path], run_date: str) -> float:
     """The lab's computation without Prefect, on the same files."""
     plan = training.plan(run_date)
-    train = model.load_trips(source[str(plan.train_month)])
-    val = model.load_trips(source[str(plan.val_month)])
+    train = model.month_stats(source[str(plan.train_month)])
+    val = model.month_stats(source[str(plan.val_month)])
     dv, lr = model.fit(train)
     return training.evaluate(dv, lr, train, val)["val_rmse"]
 
