@@ -24,7 +24,7 @@ DATA_DIR      ?= $(ROOT)/data            # downloaded months
 ARTIFACTS_DIR ?= $(ROOT)/artifacts       # model-, dv-, metrics-{DATE}.*
 PREFECT_HOME  ?= $(ROOT)/env/prefect     # the lab's Prefect home: profile, database, storage
 PYTEST_ARGS   ?=                         # extra pytest arguments, e.g. PYTEST_ARGS="-k download -x"
-TEST_JOBS     ?= 4                       # `make test`: tests run side by side (pytest-xdist; 0 = one process)
+TEST_JOBS     ?= 8                       # `make test`: test processes side by side (pytest-xdist; 0 = one); most tests wait, not compute
 PREFECT_HOST  ?= 127.0.0.1               # where `make server` listens (0.0.0.0: whole network)
 PREFECT_PORT  ?= 4200                    # ... and on which port
 API_URL       ?=                         # API the lab's clients use; empty: http://PREFECT_HOST:PREFECT_PORT/api
@@ -330,7 +330,7 @@ bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLit
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
-	cd $(ROOT) && $(VPY) -m pytest -n "$(TEST_JOBS)" --dist worksteal $(PYTEST_ARGS)
+	cd $(ROOT) && $(VPY) -m pytest -n "$(TEST_JOBS)" --dist load --maxschedchunk 1 $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## run only the unit tests (seconds; no servers)

@@ -197,25 +197,30 @@ def pg_database_url(postgres_cluster, request) -> str:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-# The slowest tests first, so that `pytest -n N` (make test) does not end on one long test
-# running alone: most of their time is spent waiting on servers, workers and heartbeats.
+# The slowest tests first (measured with --durations), so that `make test` (pytest -n N,
+# one test at a time per process) starts each on its own process at once and the run does not
+# end on one long test running alone: most of their time is spent waiting on servers, workers
+# and heartbeats, not computing.
 _SLOW_FIRST = (
-    "test_crash",
-    "test_up_down",
-    "test_past_one_machine",
-    "test_orchestration",
-    "test_onboarding",
-    "test_backfill",
-    "test_python_choice",
-    "test_train",
+    "test_crash.py::",
+    "test_up_down.py::test_up_run_alerts_logs_down_reset",
+    "test_onboarding.py::test_tour_twice",
+    "test_past_one_machine.py::test_a_worker_in_another_checkout",
+    "test_orchestration.py::test_module_end_to_end",
+    "test_backfill.py::test_backfill_runs_each_date",
+    "test_python_choice.py::",
+    "test_orchestration.py::test_with_an_auth_string",
+    "test_up_down.py::",
+    "test_train.py::",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order tests: the slow integration modules in _SLOW_FIRST order, then everything else."""
+    """Order tests: those named in _SLOW_FIRST in that order, then everything else."""
 
     def rank(item: pytest.Item) -> int:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        return _SLOW_FIRST.index(module) if module in _SLOW_FIRST else len(_SLOW_FIRST)
+        return next(
+            (i for i, key in enumerate(_SLOW_FIRST) if key in item.nodeid), len(_SLOW_FIRST)
+        )
 
     items.sort(key=rank)
