@@ -24,7 +24,7 @@ DATA_DIR      ?= $(ROOT)/data            # downloaded months
 ARTIFACTS_DIR ?= $(ROOT)/artifacts       # model-, dv-, metrics-{DATE}.*
 PREFECT_HOME  ?= $(ROOT)/env/prefect     # the lab's Prefect home: profile, database, storage
 PYTEST_ARGS   ?=                         # extra pytest arguments, e.g. PYTEST_ARGS="-k download -x"
-TEST_JOBS     ?= 8                       # `make test`: test processes side by side (pytest-xdist; 0 = one); most tests wait, not compute
+TEST_JOBS     ?= 6                       # `make test`: test processes side by side (pytest-xdist; 0 = one); most tests wait, not compute
 PREFECT_HOST  ?= 127.0.0.1               # where `make server` listens (0.0.0.0: whole network)
 PREFECT_PORT  ?= 4200                    # ... and on which port
 API_URL       ?=                         # API the lab's clients use; empty: http://PREFECT_HOST:PREFECT_PORT/api
