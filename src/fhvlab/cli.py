@@ -393,9 +393,11 @@ def _cmd_automations(args: argparse.Namespace) -> int:
     """`make deploy`'s last step: crashed runs detected (no heartbeat) and re-run once."""
     server.require_api(_api_url(args))
     from fhvlab import automations, processes
+    from fhvlab import backfill as bf
 
     with processes.locked(paths.prefect_home() / ".automations.lock"):
         lines = automations.ensure_crash_automations(args.flow, args.deployment)
+        lines += automations.ensure_backfill_automation(bf.PARENT_DEPLOYMENT, bf.TAG)
     for line in lines:
         print(f"deploy: {line}")
     return 0
