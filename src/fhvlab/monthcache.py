@@ -37,7 +37,10 @@ class FileCache(Generic[T]):
 
     def get(self, path: Path, compute: Callable[[Path], T]) -> tuple[T, bool]:
         """The value for `path` (computed by `compute(path)` if new) and whether it was reused."""
-        key = file_key(path)
+        try:
+            key = file_key(path)
+        except OSError:  # missing or unreadable: `compute` raises its own (lab) error
+            return compute(path), False
         with self._lock:
             key_lock = self._locks.setdefault(key, threading.Lock())
         with key_lock:  # a second thread asking for the same file waits for the first

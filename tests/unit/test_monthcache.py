@@ -56,9 +56,15 @@ def test_an_error_is_not_kept(tmp_path: Path) -> None:
     assert cache.get(month, Path.read_text) == ("x", False)
 
 
-def test_missing_file_raises(tmp_path: Path) -> None:
+def test_a_missing_file_gets_the_computes_own_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         file_key(tmp_path / "absent.parquet")
+
+    def read(p: Path) -> str:
+        raise ValueError(f"{p.name} is missing")
+
+    with pytest.raises(ValueError, match=r"absent\.parquet is missing"):
+        FileCache().get(tmp_path / "absent.parquet", read)
 
 
 def test_two_threads_compute_once(tmp_path: Path) -> None:
