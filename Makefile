@@ -36,6 +36,7 @@ DEPLOYMENT    ?= fhv-monthly             # deployment name (flow: fhv-duration-t
 CRON          ?= 0 9 15 * *              # the course's schedule: 09:00 on the 15th of each month
 TIMEZONE      ?= UTC                     # time zone of CRON
 ONCE          ?= 0                       # 1: `make worker` runs what is due, then exits
+WORKER_POLL   ?= 3                       # seconds between a worker's polls for due runs (Prefect's default: 10)
 WATCH         ?= 0                       # 1: `make run` / `make backfill` wait for the runs to finish
 FROM          ?=                         # `make backfill` / `make report`: first date YYYY-MM-DD
 TO            ?=                         # ... and last date (included)
@@ -56,7 +57,7 @@ BIG           ?= 0                       # 1: `make bench` adds two 23 M-row mon
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS TEST_JOBS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
-  DEPLOYMENT CRON TIMEZONE ONCE WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
+  DEPLOYMENT CRON TIMEZONE ONCE WORKER_POLL WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
   DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS \
   FOLLOW LINES YES WEBHOOK_URL BIG
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
@@ -98,6 +99,8 @@ export WEBHOOK_URL  # read by `make alerts` from the environment, never on a pri
 export LAB_ROOT := $(ROOT)
 export PREFECT_API_URL := $(API_URL)
 export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
+# How often `make worker` / `make up`'s worker asks for due runs (Prefect 3 default 10 s).
+export PREFECT_WORKER_QUERY_SECONDS := $(WORKER_POLL)
 ifdef PREFECT_SERVER_API_AUTH_STRING
 export PREFECT_API_AUTH_STRING ?= $(PREFECT_SERVER_API_AUTH_STRING)
 endif

@@ -10,6 +10,7 @@ than CONCURRENCY dates run at once, whatever number of parents or workers.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent import futures
 from datetime import date as Date
@@ -84,6 +85,8 @@ def backfill(
     logger = get_run_logger()
     logger.info("%d dates, %d at a time (limit %r)", len(dates), concurrency, limit)
     training_flow()  # import the training code once, before any thread needs it
+    # matplotlib's import for the summary overlaps the training instead of following it
+    threading.Thread(target=bf.warm_up_chart, name="warm-up-chart", daemon=True).start()
     outcomes: list[dict[str, Any]] = []
     pending, running = list(dates), []
     with tags(bf.TAG):

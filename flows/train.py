@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from fhvlab import model, paths, training
 from fhvlab.download import download_month
 from fhvlab.errors import LabError
+from fhvlab.monthcache import FileCache
 from fhvlab.months import parse_month
 from fhvlab.progress import LogProgress
 
@@ -60,19 +61,31 @@ def ensure_month(month: str, data_dir: str, data_url: str) -> str:
 
 
 # A month travels between tasks as per-pair statistics (a few MB at most), kept in memory:
-# no result persistence, no input hashing for the cache key.
+# no result persistence, no input hashing for the cache key. A process that trains many
+# dates (a backfill's parent run) reads each month once: date D's validation month is
+# date D+1's training month. A single `make train` never hits this cache.
+PREPARED: FileCache[tuple[model.MonthStats, dict[str, Any]]] = FileCache(size=4)
+
+
+def _prepare(path: Path) -> tuple[model.MonthStats, dict[str, Any]]:
+    """The month's statistics and description (with its checksum)."""
+    stats = model.month_stats(path)
+    return stats, training.describe_month(path, stats)
+
+
 @task(persist_result=False, cache_policy=NO_CACHE)
 def prepare_month(path: str) -> tuple[model.MonthStats, dict[str, Any]]:
     """One month reduced to per-(PU, DO) counts and duration sums, and its description."""
-    stats = model.month_stats(Path(path))
+    (stats, info), reused = PREPARED.get(Path(path), _prepare)  # checksum here: in parallel
     get_run_logger().info(
-        "%s: %s of %s rows kept, %s (PU, DO) pairs",
+        "%s: %s of %s rows kept, %s (PU, DO) pairs%s",
         Path(path).name,
         f"{stats.rows:,}",
         f"{stats.rows_read:,}",
         f"{len(stats.pairs):,}",
+        " (prepared earlier in this process)" if reused else "",
     )
-    return stats, training.describe_month(Path(path), stats)  # checksum here: in parallel
+    return stats, dict(info)
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)

@@ -5,7 +5,8 @@ Everything here is Prefect's own machinery on the open-source server:
   `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` job variable in prefect.yaml);
 - "zombie" automation (Prefect's "detect zombie flows" recipe): a run of the lab's deployment
   whose RUNNING state or heartbeat is followed by neither another heartbeat nor a final state
-  within MISSED_AFTER_SECONDS is set to CRASHED;
+  within MISSED_AFTER_SECONDS is set to CRASHED; a second one does the same for every run
+  tagged `backfill` (a backfill's parent run and its per-date subflow runs);
 - "re-run" automation: a run of the deployment that becomes CRASHED after its first attempt
   (event label `prefect.run-count` = "1") is set back to SCHEDULED; the same flow run is run
   again by the next worker. A second crash has run count 2 and matches no more: once.
@@ -44,8 +45,18 @@ def _for_deployment(deployment_id: UUID | str) -> dict[str, str]:
     }
 
 
-def zombie_automation(name: str, deployment_id: UUID | str) -> AutomationCore:
-    """Runs of the deployment whose heartbeats stop become CRASHED."""
+def _for_tag(tag: str) -> dict[str, str]:
+    return {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}
+
+
+def zombie_automation(
+    name: str, deployment_id: UUID | str | None = None, tag: str | None = None
+) -> AutomationCore:
+    """Runs of the deployment (or, with `tag`, every run so tagged) whose heartbeats stop
+    become CRASHED."""
+    if (deployment_id is None) == (tag is None):
+        raise ValueError("zombie_automation: give exactly one of deployment_id and tag")
+    related = _for_deployment(deployment_id) if tag is None else _for_tag(tag)
     return AutomationCore(
         name=name,
         description=(
@@ -59,7 +70,7 @@ def zombie_automation(name: str, deployment_id: UUID | str) -> AutomationCore:
             after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *FINAL_EVENTS},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related=_for_deployment(deployment_id),
+            match_related=related,
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
@@ -201,6 +212,20 @@ def ensure_crash_automations(flow: str, deployment: str) -> list[str]:
             _upsert(client, zombie_automation(names["zombie"], dep_id)),
             _upsert(client, rerun_automation(names["rerun"], dep_id)),
         ]
+
+
+def ensure_backfill_automation(deployment: str, tag: str) -> list[str]:
+    """Create or update the zombie automation of every run tagged `tag` (a backfill).
+
+    A backfill's parent run (a run of its deployment, tagged `tag`) and its per-date
+    subflow runs (in the parent's process, tagged `tag`, no deployment) all send heartbeats
+    (Prefect's flow engine sends them for subflow runs too, with the process's
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY from the backfill deployment's job variables). When the
+    parent's process dies, each of them is set to CRASHED; no re-run (a subflow run has no
+    deployment to be picked up from: the next `make backfill` runs a crashed date again).
+    """
+    with get_client(sync_client=True) as client:
+        return [_upsert(client, zombie_automation(_names(deployment)["zombie"], tag=tag))]
 
 
 def ensure_alerts(flow: str, deployment: str, url: str) -> list[str]:

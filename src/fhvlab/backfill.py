@@ -304,6 +304,17 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
+def warm_up_chart() -> None:
+    """Import matplotlib (Agg) and load its font list, as write_chart will need them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import font_manager
+    from matplotlib.figure import Figure  # noqa: F401
+
+    font_manager.findfont("DejaVu Sans")
+
+
 def write_chart(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path:
     """Validation RMSE per date as a PNG (matplotlib, Agg); dates without one marked in red."""
     import matplotlib

@@ -196,6 +196,34 @@ def read_metrics(folder: Path, dates: Sequence[date]) -> dict[date, dict[str, An
     return found
 
 
+def report_rows(
+    http: SyncPrefectClient, dates: Sequence[date], folder: Path
+) -> list[dict[str, Any]]:
+    """The range's summary rows (one per date), from the runs in the API and metrics files."""
+    latest = bf.latest_by_date(read_date_runs(http, dates))
+    return bf.summary_rows(dates, latest, read_metrics(folder, dates))
+
+
+def wait_for_run(
+    http: SyncPrefectClient, run_id: UUID, timeout: float, poll: float = 1.0
+) -> FlowRun:
+    """The flow run once final, or as it is when `timeout` runs out."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        run = http.read_flow_run(run_id)
+        if (run.state and run.state.is_final()) or time.monotonic() >= deadline:
+            return run
+        time.sleep(poll)
+
+
+def summary_written_by(run: FlowRun, csv_path: Path, png_path: Path) -> bool:
+    """Whether the parent `run` ended normally and wrote the range's CSV and PNG itself."""
+    if run.state_type not in (StateType.COMPLETED, StateType.FAILED) or run.start_time is None:
+        return False
+    started = run.start_time.timestamp()
+    return all(p.is_file() and p.stat().st_mtime >= started for p in (csv_path, png_path))
+
+
 def build_report(
     http: SyncPrefectClient,
     dates: Sequence[date],
@@ -205,8 +233,7 @@ def build_report(
     flow_run_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], Path, Path]:
     """Write the range's CSV and PNG (and a table artifact); return the rows and paths."""
-    latest = bf.latest_by_date(read_date_runs(http, dates))
-    rows = bf.summary_rows(dates, latest, read_metrics(folder, dates))
+    rows = report_rows(http, dates, folder)
     csv_path, png_path = bf.report_paths(folder, first, last)
     folder.mkdir(parents=True, exist_ok=True)
     bf.write_csv(rows, csv_path)

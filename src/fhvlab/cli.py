@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from fhvlab import database, paths, server
@@ -304,6 +305,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
             f"{args.timezone}): {len(decision.create)} new, {len(decision.rerun)} to run "
             f"again, {decision.existing_count} already existed" + (f" ({left})" if left else "")
         )
+        parent = ended = None
         if decision.to_run:
             key = bf.idempotency_key(decision.to_run, runs)
             parent = backfill_api.create_parent(
@@ -323,12 +325,20 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 "terminal with `make worker`; waiting",
                 flush=True,
             )
+        started = time.monotonic()
         finished = backfill_api.wait_until_final(
             http, dates, args.watch_timeout, lambda line: print(f"backfill: {line}", flush=True)
         )
-        rows, csv_path, png_path = backfill_api.build_report(
-            http, dates, first, last, paths.artifacts_dir()
-        )
+        folder = paths.artifacts_dir()
+        csv_path, png_path = bf.report_paths(folder, first, last)
+        if finished and parent is not None:  # it writes the summary last: no second copy here
+            ended = backfill_api.wait_for_run(
+                http, parent.id, args.watch_timeout - (time.monotonic() - started)
+            )
+        if ended is not None and backfill_api.summary_written_by(ended, csv_path, png_path):
+            rows = backfill_api.report_rows(http, dates, folder)
+        else:
+            rows, csv_path, png_path = backfill_api.build_report(http, dates, first, last, folder)
     for row in rows:
         print(f"backfill: {bf.format_row(row)}")
     print(f"backfill: summary {csv_path} and {png_path}")
@@ -393,9 +403,11 @@ def _cmd_automations(args: argparse.Namespace) -> int:
     """`make deploy`'s last step: crashed runs detected (no heartbeat) and re-run once."""
     server.require_api(_api_url(args))
     from fhvlab import automations, processes
+    from fhvlab import backfill as bf
 
     with processes.locked(paths.prefect_home() / ".automations.lock"):
         lines = automations.ensure_crash_automations(args.flow, args.deployment)
+        lines += automations.ensure_backfill_automation(bf.PARENT_DEPLOYMENT, bf.TAG)
     for line in lines:
         print(f"deploy: {line}")
     return 0

@@ -155,6 +155,7 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
     assert int((home / "worker.pid").read_text()) == worker_pid
     automations = _post(env, "/automations/filter")
     assert sorted(a["name"] for a in automations) == [
+        "fhv-backfill: crash runs without heartbeat",
         "fhv-monthly: crash runs without heartbeat",
         "fhv-monthly: re-run a crashed run once",
     ]
