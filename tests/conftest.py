@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -63,6 +64,31 @@ def copy_project(dest: Path) -> Path:
     for folder in ("src", "scripts", "flows"):
         shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+def make_ok(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert a `run_make` succeeded (showing its output if not); log it with the time.
+
+    A WEBHOOK_URL=... argument is shown as *** (it is a secret).
+    """
+    shown = ["WEBHOOK_URL=***" if a.startswith("WEBHOOK_URL=") else a for a in result.args[4:]]
+    print(f"[{time.strftime('%T')}] make {' '.join(shown)}", flush=True)
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def lab_api(env: Mapping[str, str]) -> str:
+    """The API URL of the lab server the knobs `env` start."""
+    return f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
+
+
+def api_post(env: Mapping[str, str], path: str, body: dict | None = None):
+    """POST `body` to the lab server's API `path`; the decoded JSON answer."""
+    import requests
+
+    response = requests.post(f"{lab_api(env)}{path}", json=body or {}, timeout=10)
+    response.raise_for_status()
+    return response.json()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from fhvlab import processes
-from tests.conftest import run_make
+from tests.conftest import api_post, lab_api, make_ok, run_make
 
 pytestmark = pytest.mark.integration
 
@@ -29,31 +29,15 @@ pytestmark = pytest.mark.integration
 KILL_TO_CRASHED_LIMIT = 120
 
 
-def _ok(result) -> str:
-    print(f"[{time.strftime('%T')}] make {' '.join(result.args[4:])}", flush=True)
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result.stdout
-
-
-def _api(env) -> str:
-    return f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
-
-
-def _post(env, path: str, body: dict | None = None):
-    response = requests.post(f"{_api(env)}{path}", json=body or {}, timeout=10)
-    response.raise_for_status()
-    return response.json()
-
-
 def _run(env, run_id: str) -> dict:
-    response = requests.get(f"{_api(env)}/flow_runs/{run_id}", timeout=10)
+    response = requests.get(f"{lab_api(env)}/flow_runs/{run_id}", timeout=10)
     response.raise_for_status()
     return response.json()
 
 
 def _states(env, run_id: str) -> list[str]:
     response = requests.get(
-        f"{_api(env)}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10
+        f"{lab_api(env)}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10
     )
     response.raise_for_status()
     return [s["name"] for s in sorted(response.json(), key=lambda s: s["timestamp"])]
@@ -62,7 +46,7 @@ def _states(env, run_id: str) -> list[str]:
 def _state_times(env, run_id: str) -> dict[str, float]:
     """Epoch seconds of the last state of each name in the run's history."""
     response = requests.get(
-        f"{_api(env)}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10
+        f"{lab_api(env)}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10
     )
     response.raise_for_status()
     return {
@@ -73,7 +57,7 @@ def _state_times(env, run_id: str) -> dict[str, float]:
 
 def _runs_of_date(env, date: str) -> list[str]:
     """Ids of the flow runs with parameter date=`date` (the cron's upcoming runs have none)."""
-    runs = _post(env, "/flow_runs/filter", {"sort": "ID_DESC"})
+    runs = api_post(env, "/flow_runs/filter", {"sort": "ID_DESC"})
     return [r["id"] for r in runs if r["parameters"] == {"date": date}]
 
 
@@ -132,8 +116,8 @@ def test_killed_run_is_crashed_rerun_once_and_completes(prefect_lab, fhv_server,
     fhv_server.serve_file(slow.name, slow, bytes_per_second=500)  # ~140 s for 69 KB
     whole = lambda: _final_files_whole(data, fhv_files)  # noqa: E731
     try:
-        _ok(run_make("up", env=env, timeout=400))
-        _ok(run_make("run", "DATE=2021-08-15", env=env))
+        make_ok(run_make("up", env=env, timeout=400))
+        make_ok(run_make("run", "DATE=2021-08-15", env=env))
         [run_id] = _runs_of_date(env, "2021-08-15")
 
         _wait(
@@ -179,7 +163,7 @@ def test_killed_run_is_crashed_rerun_once_and_completes(prefect_lab, fhv_server,
 
         fhv_server.serve_file(slow.name, slow)  # the network is fine again
         up_started = time.monotonic()
-        _ok(run_make("up", env=env, timeout=400))  # a new worker (the server is still up)
+        make_ok(run_make("up", env=env, timeout=400))  # a new worker (the server is still up)
         up_seconds = time.monotonic() - up_started
         _wait(
             lambda: _run(env, run_id)["state_type"] in ("COMPLETED", "FAILED", "CRASHED"),

@@ -16,29 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from fhvlab import processes
-from tests.conftest import ROOT, clean_env, run_make
+from tests.conftest import ROOT, api_post, clean_env, make_ok, run_make
 
 pytestmark = pytest.mark.integration
-
-
-def _ok(result) -> str:
-    shown = ["WEBHOOK_URL=***" if a.startswith("WEBHOOK_URL=") else a for a in result.args[4:]]
-    print(f"[{time.strftime('%T')}] make {' '.join(shown)}", flush=True)
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result.stdout
-
-
-def _api(env) -> str:
-    return f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
-
-
-def _post(env, path: str, body: dict | None = None):
-    response = requests.post(f"{_api(env)}{path}", json=body or {}, timeout=10)
-    response.raise_for_status()
-    return response.json()
 
 
 def _lab_processes(kind: str, env) -> list[int]:
@@ -120,13 +102,13 @@ def test_simultaneous_make_server_give_one_server(prefect_lab):
     env = prefect_lab
     results = _at_once(3, "server", env=env)
     for result in results:
-        _ok(result)
+        make_ok(result)
     outs = " ".join(r.stdout for r in results)
     assert outs.count("server: started") == 1, outs
     assert outs.count("server: already running") == 2, outs
     [pid] = _lab_processes("server", env)
     assert int((Path(env["PREFECT_HOME"]) / "server.pid").read_text()) == pid
-    assert f"server: stopped (pid {pid})" in _ok(run_make("server-stop", env=env))
+    assert f"server: stopped (pid {pid})" in make_ok(run_make("server-stop", env=env))
     assert _port_free(env["PREFECT_PORT"])
     assert _lab_processes("server", env) == []
 
@@ -146,14 +128,14 @@ def test_up_run_alerts_logs_down_reset(prefect_lab, fhv_files):
 def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
     results = _at_once(3, "up", env=env)
     for result in results:
-        _ok(result)
+        make_ok(result)
     outs = " ".join(r.stdout for r in results)
     assert outs.count("worker: started") == 1, outs
     [server_pid] = _lab_processes("server", env)
     [worker_pid] = _lab_processes("worker", env)
     assert int((home / "server.pid").read_text()) == server_pid
     assert int((home / "worker.pid").read_text()) == worker_pid
-    automations = _post(env, "/automations/filter")
+    automations = api_post(env, "/automations/filter")
     assert sorted(a["name"] for a in automations) == [
         "fhv-backfill: crash runs without heartbeat",
         "fhv-monthly: crash runs without heartbeat",
@@ -163,21 +145,21 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
     # Alerts: the URL never shows, a second call updates in place.
     for _ in range(2):
         result = run_make("alerts", f"WEBHOOK_URL={hook.url}", env=env)
-        _ok(result)
+        make_ok(result)
         assert "s3cr3t" not in result.stdout + result.stderr
-    names = [a["name"] for a in _post(env, "/automations/filter")]
+    names = [a["name"] for a in api_post(env, "/automations/filter")]
     assert names.count("fhv-monthly: alert on failed or crashed runs") == 1
-    [block] = _post(
+    [block] = api_post(
         env, "/block_documents/filter", {"block_documents": {"name": {"any_": ["fhvlab-alerts"]}}}
     )
     assert "s3cr3t" not in json.dumps(block)
 
     # With no other terminal: `make up` alone runs what `make run` asks for.
-    _ok(run_make("run", "DATE=2021-08-15", "WATCH=1", env=env, timeout=300))
+    make_ok(run_make("run", "DATE=2021-08-15", "WATCH=1", env=env, timeout=300))
     failed = run_make("run", "DATE=2021-05-15", "WATCH=1", env=env, timeout=300)  # 404 month
     assert failed.returncode != 0
     [post] = _wait(lambda: list(hook.posts), 60, "the alert of the failed run")
-    [run] = _post(
+    [run] = api_post(
         env, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}}
     )
     text = post["json"]["text"]
@@ -193,9 +175,9 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
         assert expected in text, f"{expected!r} missing from the alert:\n{text}"
     assert post["json"]["content"] == text  # Discord-style receivers read `content`
 
-    out = _ok(run_make("alerts-off", env=env))
+    out = make_ok(run_make("alerts-off", env=env))
     assert "deleted automation" in out
-    assert "alert" not in " ".join(a["name"] for a in _post(env, "/automations/filter"))
+    assert "alert" not in " ".join(a["name"] for a in api_post(env, "/automations/filter"))
     again = run_make("run", "DATE=2021-05-15", "WATCH=1", env=env, timeout=300)
     assert again.returncode != 0
     time.sleep(5)  # an alert, if any were still set, takes ~1 s; none may come
@@ -205,7 +187,7 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
 
 
 def _check_logs(env) -> None:
-    out = _ok(run_make("logs", "LINES=5", env=env))
+    out = make_ok(run_make("logs", "LINES=5", env=env))
     sources = {line.split(" | ", 1)[0].strip() for line in out.splitlines()}
     assert sources == {"server", "worker"}, out
     follow = subprocess.Popen(
@@ -239,7 +221,7 @@ def _check_down_reset(env, home: Path) -> None:
     [server_pid] = _lab_processes("server", env)
     [worker_pid] = _lab_processes("worker", env)
     family = processes._descendants_of(worker_pid)
-    out = _ok(run_make("down", env=env))
+    out = make_ok(run_make("down", env=env))
     assert f"pid {worker_pid}" in out
     assert f"pid {server_pid}" in out
     for pid in (server_pid, worker_pid, *family):
@@ -247,20 +229,20 @@ def _check_down_reset(env, home: Path) -> None:
     assert _port_free(env["PREFECT_PORT"])
     assert (home / "prefect.db").exists()
 
-    listed = _ok(run_make("reset", env=env))
+    listed = make_ok(run_make("reset", env=env))
     assert f"would delete {home / 'prefect.db'}" in listed
     assert "nothing deleted" in listed
     assert (home / "prefect.db").exists()
     assert any((home / "results").iterdir())
 
-    _ok(run_make("reset", "YES=1", env=env))
+    make_ok(run_make("reset", "YES=1", env=env))
     assert not (home / "prefect.db").exists()
     assert not (home / "results").exists()
     assert (home / "profiles.toml").exists()
     assert (Path(env["ARTIFACTS_DIR"]) / "metrics-2021-08-15.json").exists()
 
-    _ok(run_make("up", env=env, timeout=400))
-    runs = _post(env, "/flow_runs/filter")
+    make_ok(run_make("up", env=env, timeout=400))
+    runs = api_post(env, "/flow_runs/filter")
     assert [r for r in runs if r["parameters"]] == []  # only the cron's upcoming runs
 
 
@@ -273,7 +255,7 @@ def test_doctor_warns_when_the_shell_prefect_is_not_the_labs(lab_env):
     assert "PREFECT_API_URL=http://10.9.9.9:4200/api is not the lab's API" in line
     assert "make shell" in line
 
-    exports = _ok(run_make("-s", "shell-env", env=env))
+    exports = make_ok(run_make("-s", "shell-env", env=env))
     values = dict(
         x.removeprefix("export ").split("=", 1) for x in exports.splitlines() if x[:1] != "#"
     )
