@@ -96,7 +96,6 @@ export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT AP
 export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE STORAGE_URL
 export DATABASE_URL PG_DIR PG_PORT PG_BIN
 export WEBHOOK_URL  # read by `make alerts` from the environment, never on a printed command line
-export LAB_ROOT := $(ROOT)
 export PREFECT_API_URL := $(API_URL)
 export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
 # How often `make worker` / `make up`'s worker asks for due runs (Prefect 3 default 10 s).
