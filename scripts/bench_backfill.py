@@ -122,9 +122,11 @@ def main() -> None:
         print(f"bench-backfill: {len(dates)} dates {FIRST}..{LAST}, {ROWS:,} rows a month, "
               f"server on SQLite, {os.cpu_count()} cores", flush=True)  # fmt: skip
 
-        seq = [make(env, "train", f"DATE={d}") for d in dates]
-        seq_total = sum(seq)
-        print(f"bench-backfill: 12 sequential `make train`: {seq_total:.1f} s", flush=True)
+        # BENCH_SEQUENTIAL=0 skips the 12 sequential runs (to iterate on the backfill alone)
+        seq_total = float("nan")
+        if os.environ.get("BENCH_SEQUENTIAL", "1") != "0":
+            seq_total = sum(make(env, "train", f"DATE={d}") for d in dates)
+            print(f"bench-backfill: 12 sequential `make train`: {seq_total:.1f} s", flush=True)
 
         worker_log = lab / "worker.log"
         with worker_log.open("w") as out:
@@ -144,6 +146,7 @@ def main() -> None:
         server_log = lab / "prefect" / "server.log"
         locked_before = locked_lines(server_log)
         busy_before = retryable_lines(server_log)
+        began = time.time()
         wall = make(
             env,
             "backfill",
@@ -165,6 +168,9 @@ def main() -> None:
         states = sorted({r["state_type"] for r in per_date})
         created = when(parent["created"])
         pickup = (when(parent["start_time"]) - created).total_seconds()
+        before = created.timestamp() - began
+        parent_run = (when(parent["end_time"]) - when(parent["start_time"])).total_seconds()
+        after = began + wall - when(parent["end_time"]).timestamp()
         starts = sorted((when(r["start_time"]) - created).total_seconds() for r in per_date)
         own = [(when(r["start_time"]) - when(r["created"])).total_seconds() for r in per_date]
         durations = [r["total_run_time"] for r in per_date]
@@ -177,7 +183,10 @@ def main() -> None:
                 os.killpg(worker.pid, signal.SIGKILL)
         with contextlib.suppress(SystemExit):
             make(env, "server-stop", timeout=120)
-        shutil.rmtree(lab, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP") == "1":
+            print(f"bench-backfill: kept {lab} (BENCH_KEEP=1)")
+        else:
+            shutil.rmtree(lab, ignore_errors=True)
 
     print()
     print(f"{'':44} {'wall s':>8}")
@@ -188,7 +197,10 @@ def main() -> None:
           f"sequential {len(dates) / seq_total * 60:.1f}")  # fmt: skip
     print(f"per-date runs: {len(per_date)}, states {states}; "
           f"seconds per date median {statistics.median(durations):.1f}")  # fmt: skip
+    print(f"make backfill started -> backfill run created: {before:.1f} s")
     print(f"backfill run created -> picked up and started: {pickup:.1f} s")
+    print(f"backfill run started -> ended: {parent_run:.1f} s")
+    print(f"backfill run ended -> make backfill returned: {after:.1f} s")
     print(f"backfill run created -> each date's start: median {statistics.median(starts):.1f} s, "
           f"worst {max(starts):.1f} s")  # fmt: skip
     print(f"each date's own flow run created -> started: median {statistics.median(own):.2f} s, "

@@ -166,7 +166,7 @@ def wait_until_final(
     dates: Sequence[date],
     timeout: float,
     say: Callable[[str], None],
-    poll: float = 2.0,
+    poll: float = 1.0,
 ) -> bool:
     """Poll until every date's latest run is final; False if `timeout` ran out first."""
     deadline = time.monotonic() + timeout
@@ -205,7 +205,7 @@ def report_rows(
 
 
 def wait_for_run(
-    http: SyncPrefectClient, run_id: UUID, timeout: float, poll: float = 1.0
+    http: SyncPrefectClient, run_id: UUID, timeout: float, poll: float = 0.5
 ) -> FlowRun:
     """The flow run once final, or as it is when `timeout` runs out."""
     deadline = time.monotonic() + max(0.0, timeout)

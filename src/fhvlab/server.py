@@ -169,6 +169,12 @@ def server_env(spec: ServerSpec, ui_api_url: str | None) -> dict[str, str]:
     # Crash detection: close a missed-heartbeat window 15 s after it ends (Prefect's default
     # buffer, 60 s, would push the CRASHED state past 2 minutes after a kill).
     env.setdefault("PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER", "PT15S")
+    # Task-run states reach the database through the task run recorder, which by default
+    # writes each event in its own transaction. On SQLite every such write can make a
+    # concurrent request fail `database is locked` (503, retried by the client after 2 s):
+    # write them in batches, at most 1 s late.
+    env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
+    env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
     return env
 
 

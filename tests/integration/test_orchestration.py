@@ -145,17 +145,19 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
     )
     assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
     assert flow_run["parameters"] == {"date": "2021-08-15"}
-    task_runs = _post(env, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
-    names = {t["task_key"].split("-")[0] for t in task_runs}
-    assert {
-        "resolve_plan",
-        "ensure_month",
-        "prepare_month",
-        "fit_model",
-        "evaluate",
-        "save",
-    } <= names
-    assert all(t["state_type"] == "COMPLETED" for t in task_runs)
+
+    # Task runs and their states reach the database through the server's task run recorder,
+    # in batches at most a second late (server.server_env): wait for them, bounded.
+    tasks = {"resolve_plan", "ensure_month", "prepare_month", "fit_model", "evaluate", "save"}
+
+    def completed_task_runs() -> list[dict] | None:
+        body = {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
+        found = _post(env, "/task_runs/filter", body)
+        names = {t["task_key"].split("-")[0] for t in found}
+        done = all(t["state_type"] == "COMPLETED" for t in found)
+        return found if tasks <= names and done else None
+
+    _wait_for(completed_task_runs, 30, f"task runs {sorted(tasks)} all COMPLETED")
     artifacts = Path(env["ARTIFACTS_DIR"])
     assert sorted(p.name for p in artifacts.iterdir()) == [
         "dv-2021-08-15.pkl",
