@@ -6,6 +6,13 @@ Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's sch
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # A child imports scikit-learn and will fit and score, on the other core, while this
+    # process imports Prefect and reads the months (fhvlab.fitproc).
+    from fhvlab import fitproc
+
+    fitproc.start()
+
 import argparse
 import logging
 import os
@@ -19,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from fhvlab import model, paths, training
+from fhvlab import fitproc, model, paths, training
 from fhvlab.download import download_month
 from fhvlab.errors import LabError
 from fhvlab.monthcache import FileCache
@@ -89,18 +96,17 @@ def prepare_month(path: str) -> tuple[model.MonthStats, dict[str, Any]]:
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
-def fit_model(stats: model.MonthStats) -> tuple[Any, Any]:
-    """Fitted DictVectorizer and LinearRegression."""
-    return model.fit(stats)
+def fit_model(stats: model.MonthStats) -> fitproc.Remote | tuple[Any, Any]:
+    """Fitted DictVectorizer and LinearRegression (in `make train`'s fitting process)."""
+    return fitproc.fit(stats)
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
 def evaluate(
-    fitted: tuple[Any, Any], train: model.MonthStats, val: model.MonthStats
+    fitted: fitproc.Remote | tuple[Any, Any], train: model.MonthStats, val: model.MonthStats
 ) -> dict[str, Any]:
     """Training and validation RMSE."""
-    dv, lr = fitted
-    scores = training.evaluate(dv, lr, train, val)
+    scores = fitproc.evaluate(fitted, train, val)
     get_run_logger().info(
         "train RMSE %.4f, validation RMSE %.4f, %d features",
         scores["train_rmse"],
@@ -111,9 +117,11 @@ def evaluate(
 
 
 @task(cache_policy=NO_CACHE)
-def save(fitted: tuple[Any, Any], metrics: dict[str, Any], run_date: str, out_dir: str) -> dict:
+def save(
+    fitted: fitproc.Remote | tuple[Any, Any], metrics: dict[str, Any], run_date: str, out_dir: str
+) -> dict:
     """Write model-, dv-, metrics-{date} atomically; publish the metrics as an artifact."""
-    dv, lr = fitted
+    dv, lr = fitproc.for_saving(fitted)
     plan = training.plan(run_date)
     saved, record = training.save_artifacts(Path(out_dir), plan.run_date, dv, lr, metrics)
     create_markdown_artifact(
@@ -139,7 +147,8 @@ def train(
     """
     logger = get_run_logger()
     started = time.perf_counter()
-    model.warm_up_in_background()  # import scikit-learn while the months are read
+    if fitproc.active() is None:
+        model.warm_up_in_background()  # import scikit-learn while the months are read
     if date is None:
         date = flow_run.scheduled_start_time.date().isoformat()
         logger.info("no date given: using the run's scheduled date %s", date)
@@ -178,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         training.plan(args.date)  # validate before any Prefect work
-        model.warm_up_in_background()  # overlaps the flow run's start-up on the server
+        if fitproc.active() is None:  # imported, not run as a script: no fitting process
+            model.warm_up_in_background()  # overlaps the flow run's start-up on the server
         record = train(date=args.date)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -116,9 +116,15 @@ def markdown_report(metrics: dict[str, Any]) -> str:
 
 
 def save_artifacts(
-    folder: Path, run_date: date, dv: DictVectorizer, lr: LinearRegression, metrics: dict
+    folder: Path,
+    run_date: date,
+    dv: DictVectorizer | bytes,
+    lr: LinearRegression | bytes,
+    metrics: dict,
 ) -> tuple[ArtifactPaths, dict[str, Any]]:
     """Write model, vectorizer and metrics so that no mix of two runs is ever on disk.
+
+    `dv` and `lr` are the fitted objects, or the bytes of their pickles (`pickled`).
 
     All three are written to temporary files first (a failure there leaves the previous
     set untouched). Then the previous set is removed and the new files are renamed in
@@ -160,9 +166,15 @@ def save_artifacts(
     return paths, record
 
 
+def pickled(obj: object) -> bytes:
+    """The bytes an artifact of `obj` holds."""
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _pickle_to(obj: object, path: Path) -> None:
+    """Write `obj` pickled (or, given bytes, those bytes: an object pickled elsewhere)."""
     with path.open("wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.write(obj if isinstance(obj, bytes) else pickled(obj))
         f.flush()
         os.fsync(f.fileno())
 
