@@ -216,9 +216,14 @@ def exit_after_flush(code: int) -> None:
     """
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL
 
     APILogWorker.drain_all(timeout=30)
     EventsWorker.drain_all(timeout=30)
+    if not PREFECT_API_URL.value():
+        # No API URL: Prefect ran a temporary server of its own for this process, which
+        # only the interpreter's exit handlers stop (os._exit would leave it running).
+        sys.exit(code)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

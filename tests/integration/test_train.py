@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +17,7 @@ from fhvlab import model, training
 from fhvlab.months import parse_month
 from fhvlab.synthetic import synthetic_month
 from tests import reference
-from tests.conftest import free_port, run_make, stop_lab_server
+from tests.conftest import ROOT, clean_env, free_port, run_make, stop_lab_server
 from tests.fhvhttp import running_server
 
 pytestmark = pytest.mark.integration
@@ -139,3 +141,52 @@ def test_training_month_with_every_location_id_missing_trains(env, fhv_files):
     assert saved_dv.feature_names_ == ["DOlocationID=-1", "PUlocationID=-1"]
     pred = saved_lr.predict(saved_dv.transform([{"PUlocationID": "-1", "DOlocationID": "-1"}]))
     assert pred[0] == pytest.approx(train.mean_duration, abs=1e-9)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs of live processes whose environment holds `marker` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                continue
+    return found
+
+
+def test_flow_script_without_an_api_url_leaves_no_process_behind(lab, tmp_path, fhv_files):
+    """`python flows/train.py` with no server: Prefect runs a temporary one, which must stop.
+
+    The script exits without the interpreter's teardown when a server is configured; with
+    none, that teardown is what stops Prefect's temporary server (and the fitting process
+    ends with its input).
+    """
+    _, http = lab
+    home = tmp_path / "own-prefect-home"  # unique: marks this run's processes
+    env = clean_env(
+        {
+            "PREFECT_HOME": str(home),
+            "DATA_DIR": str(tmp_path / "data"),
+            "ARTIFACTS_DIR": str(tmp_path / "art"),
+            "DATA_URL": http.url,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    env.pop("PREFECT_API_URL", None)
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "flows/train.py", "--date", "2021-08-15"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a leftover server holding the output pipes would block to here
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "art" / "metrics-2021-08-15.json").is_file()
+    deadline = time.monotonic() + 20
+    while (left := _processes_with(f"PREFECT_HOME={home}\0")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], f"processes left running by the flow script: {left}"
