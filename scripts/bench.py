@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -80,6 +79,26 @@ def big_months() -> list[Path]:
     return paths
 
 
+# Linux starts a process's peak RSS (`ru_maxrss`) at its parent's peak when it is forked and
+# exec'd, so a command started straight from this script (which grows to hundreds of MB while it
+# generates months) would report at least this script's peak. A tiny launcher process forks the
+# command instead and reports the command's own wall time, peak RSS and exit code.
+LAUNCHER = """
+import os, sys, time
+report, cmd = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def measure(
     cmd: list[str], env: dict[str, str] | None = None, cap_gb: float | None = None
 ) -> tuple[float, float, str, int, str]:
@@ -90,20 +109,29 @@ def measure(
         limit = int(cap_gb * 2**30)  # type: ignore[operator]
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=err, env=env, cwd=ROOT, preexec_fn=cap if cap_gb else None
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        report = Path(tmp) / "report"
+        subprocess.run(
+            [PY, "-I", "-S", "-c", LAUNCHER, str(report), *cmd],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=ROOT,
+            preexec_fn=cap if cap_gb else None,
+            check=True,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
+        wall_s, maxrss_kb, code_s = report.read_text().split()
         out.seek(0)
         err.seek(0)
         text, errors = out.read(), err.read().strip().splitlines()
-    code = os.waitstatus_to_exitcode(status)
+    wall, code = float(wall_s), int(code_s)
     if code != 0 and cap_gb is None:
         raise SystemExit(f"bench: {' '.join(cmd)} failed:\n{text}\n" + "\n".join(errors[-20:]))
-    return wall, usage.ru_maxrss / 1024, text, code, errors[-1] if errors else ""
+    return wall, int(maxrss_kb) / 1024, text, code, errors[-1] if errors else ""
 
 
 def make_train(folder: Path) -> tuple[float, float, dict]:

@@ -334,7 +334,14 @@ def fit(stats: MonthStats) -> tuple[DictVectorizer, LinearRegression]:
     thing sklearn's solver (LSQR, tolerance 1e-6) sees beyond the normal equations: its
     stopping rule. So the fit stops where the course's per-row fit stops (in exact
     arithmetic at the same iteration), not merely somewhere within LSQR's tolerance:
-    RMSEs agree to ~1e-10 and predictions to ~1e-5 instead of ~1e-3.
+    RMSEs agree to ~1e-9 and predictions to ~1e-5 on ordinary months (how rounding goes
+    differs by CPU; where a small month leaves LSQR little to go on, ~1e-5 on an RMSE).
+
+    A one-hot column that is 1 on every row (a feature with a single value in the month,
+    e.g. every ID missing) repeats the intercept: centred, it is zero, so its exact
+    least-squares coefficient is 0. Centred in floating point, it is a ~1e-16 residue that
+    depends on the CPU's summation order, and LSQR divides by it (the course's coefficients
+    of +-3e17). Such columns are zeroed before the fit, which gives the exact 0.
 
     scikit-learn is imported here, not at the top: reading a month does not need it, so
     its ~110 MB are not resident while batches are (and `warm_up` can import it early).
@@ -345,7 +352,13 @@ def fit(stats: MonthStats) -> tuple[DictVectorizer, LinearRegression]:
     dv = fit_vectorizer(stats.pairs)
     x = design_matrix(dv, stats.pairs)
     weight = stats.count.astype(np.float64)
-    x_mean = np.asarray(x.T @ weight).ravel() / weight.sum()
+    column_rows = np.asarray(x.T @ weight).ravel()  # exact: sums of integer counts
+    constant = column_rows == weight.sum()
+    if constant.any():
+        x = (x @ sparse.diags((~constant).astype(np.float64))).tocsr()
+        x.eliminate_zeros()
+        column_rows[constant] = 0.0
+    x_mean = column_rows / weight.sum()
     y_mean = stats.total.sum() / weight.sum()
     spread = float(np.sqrt(stats.within_sq.sum()))
     model = LinearRegression().fit(

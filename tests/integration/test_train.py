@@ -172,6 +172,9 @@ def test_flow_script_without_an_api_url_leaves_no_process_behind(lab, tmp_path, 
             "ARTIFACTS_DIR": str(tmp_path / "art"),
             "DATA_URL": http.url,
             "NO_PROXY": "127.0.0.1,localhost",
+            # Prefect gives its temporary server 20 s to start (migrations on a new
+            # database): not enough beside the suite's other workers on 2 cores.
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         }
     )
     env.pop("PREFECT_API_URL", None)
