@@ -334,8 +334,9 @@ def fit(stats: MonthStats) -> tuple[DictVectorizer, LinearRegression]:
     thing sklearn's solver (LSQR, tolerance 1e-6) sees beyond the normal equations: its
     stopping rule. So the fit stops where the course's per-row fit stops (in exact
     arithmetic at the same iteration), not merely somewhere within LSQR's tolerance:
-    RMSEs agree to ~1e-9 and predictions to ~1e-5 on ordinary months (how rounding goes
-    differs by CPU; where a small month leaves LSQR little to go on, ~1e-5 on an RMSE).
+    RMSEs agree within 1e-6 on ordinary months (1.5e-7 on the bench's 1.1 M-row months)
+    and predictions to ~1e-5. How rounding goes differs by CPU: where a small month leaves
+    LSQR little to go on, an RMSE can differ by ~5e-6.
 
     A one-hot column that is 1 on every row (a feature with a single value in the month,
     e.g. every ID missing) repeats the intercept: centred, it is zero, so its exact
