@@ -1,25 +1,21 @@
-"""Backfills against the Prefect API: read the per-date runs, set the concurrency limit,
-create the parent run, watch it, and write the range's summary.
+"""Backfills against the Prefect API: read the per-date runs, create the parent run, wait
+for it, and write the range's summary.
 
 Import only after the environment is set (Prefect reads its settings at import).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.actions import (
-    ArtifactCreate,
-    GlobalConcurrencyLimitCreate,
-    GlobalConcurrencyLimitUpdate,
-)
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
@@ -30,7 +26,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import FlowRunWaitTimeout, ObjectNotFound
+from prefect.flow_runs import wait_for_flow_run
 
 from fhvlab import backfill as bf
 from fhvlab.errors import LabError
@@ -49,19 +46,17 @@ def client() -> SyncPrefectClient:
     return get_client(sync_client=True)
 
 
-def ensure_limit(http: SyncPrefectClient, limit: int, name: str = bf.LIMIT_NAME) -> str:
-    """Create or update the global concurrency limit `name`; say what changed."""
+def remove_old_limit(http: SyncPrefectClient, name: str = bf.LIMIT_NAME) -> str | None:
+    """Delete the global concurrency limit earlier versions of the lab used; say so if any.
+
+    Backfills are capped by the `fhv-backfill` deployment's own concurrency limit now.
+    """
     try:
-        current = http.read_global_concurrency_limit_by_name(name)
+        http.read_global_concurrency_limit_by_name(name)
     except ObjectNotFound:
-        http.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
-        return f"created global concurrency limit {name!r} = {limit}"
-    if current.limit == limit and current.active:
-        return f"global concurrency limit {name!r} = {limit} (unchanged)"
-    http.update_global_concurrency_limit(
-        name, GlobalConcurrencyLimitUpdate(limit=limit, active=True)
-    )
-    return f"global concurrency limit {name!r}: {current.limit} -> {limit}"
+        return None
+    http.delete_global_concurrency_limit_by_name(name)
+    return f"deleted the old global concurrency limit {name!r} (the deployment's limit caps now)"
 
 
 def _seconds(run: FlowRun) -> float | None:
@@ -122,6 +117,21 @@ def read_claims(http: SyncPrefectClient) -> list[bf.Claim]:
     return claims
 
 
+def dates_still_to_run(days: Sequence[str]) -> tuple[list[str], dict[date, str]]:
+    """Of `days` (YYYY-MM-DD), those whose latest run is neither COMPLETED nor active.
+
+    Also returns the dates left alone, with their latest run's state. Called by a backfill
+    run when it starts: a run enqueued behind another one skips what that one did.
+    """
+    wanted = [date.fromisoformat(d) for d in days]
+    with client() as http:
+        latest = bf.latest_by_date(read_date_runs(http, wanted))
+    skipped = {
+        d: latest[d].state for d in wanted if d in latest and latest[d].state not in bf.RERUN_STATES
+    }
+    return [d.isoformat() for d in wanted if d not in skipped], skipped
+
+
 def create_parent(
     http: SyncPrefectClient,
     dates: Sequence[date],
@@ -161,31 +171,6 @@ def workers_online(http: SyncPrefectClient, pool: str) -> int:
     return sum(1 for w in workers if str(getattr(w.status, "value", w.status)) == "ONLINE")
 
 
-def wait_until_final(
-    http: SyncPrefectClient,
-    dates: Sequence[date],
-    timeout: float,
-    say: Callable[[str], None],
-    poll: float = 1.0,
-) -> bool:
-    """Poll until every date's latest run is final; False if `timeout` ran out first."""
-    deadline = time.monotonic() + timeout
-    last_count = -1
-    while True:
-        runs = read_date_runs(http, dates)
-        claims = read_claims(http)
-        latest = bf.latest_by_date(runs)
-        final = sum(1 for d in dates if d in latest and latest[d].state in bf.FINAL_STATES)
-        if bf.all_final(dates, runs, claims):
-            return True
-        if final != last_count:
-            say(f"{final} of {len(dates)} dates final")
-            last_count = final
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(poll)
-
-
 def read_metrics(folder: Path, dates: Sequence[date]) -> dict[date, dict[str, Any]]:
     """metrics-DATE.json of each date that has one."""
     found = {}
@@ -204,16 +189,17 @@ def report_rows(
     return bf.summary_rows(dates, latest, read_metrics(folder, dates))
 
 
-def wait_for_run(
-    http: SyncPrefectClient, run_id: UUID, timeout: float, poll: float = 0.5
-) -> FlowRun:
-    """The flow run once final, or as it is when `timeout` runs out."""
-    deadline = time.monotonic() + max(0.0, timeout)
-    while True:
-        run = http.read_flow_run(run_id)
-        if (run.state and run.state.is_final()) or time.monotonic() >= deadline:
-            return run
-        time.sleep(poll)
+def wait_for_runs(run_ids: Sequence[UUID], timeout: float) -> bool:
+    """Wait until each flow run is final (Prefect's `wait_for_flow_run`); False on timeout."""
+
+    async def wait_all() -> None:
+        await asyncio.gather(*(wait_for_flow_run(i, timeout=int(timeout)) for i in run_ids))
+
+    try:
+        asyncio.run(wait_all())
+    except FlowRunWaitTimeout:
+        return False
+    return True
 
 
 def summary_written_by(run: FlowRun, csv_path: Path, png_path: Path) -> bool:
@@ -230,22 +216,18 @@ def build_report(
     first: date,
     last: date,
     folder: Path,
-    flow_run_id: str | None = None,
 ) -> tuple[list[dict[str, Any]], Path, Path]:
-    """Write the range's CSV and PNG (and a table artifact); return the rows and paths."""
+    """Write the range's CSV and PNG and a table artifact; return the rows and paths.
+
+    Inside a flow run the table artifact belongs to that run (Prefect reads its context).
+    """
     rows = report_rows(http, dates, folder)
     csv_path, png_path = bf.report_paths(folder, first, last)
     folder.mkdir(parents=True, exist_ok=True)
     bf.write_csv(rows, csv_path)
     title = bf.table_markdown_title(first, last, rows)
     bf.write_chart(rows, png_path, title)
-    http.create_artifact(
-        ArtifactCreate(
-            key=f"backfill-{first.isoformat()}-{last.isoformat()}",
-            type="table",
-            description=title,
-            data=json.dumps(rows),
-            flow_run_id=UUID(flow_run_id) if flow_run_id else None,
-        )
+    create_table_artifact(
+        table=rows, key=f"backfill-{first.isoformat()}-{last.isoformat()}", description=title
     )
     return rows, csv_path, png_path

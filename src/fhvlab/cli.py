@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 
 from fhvlab import database, paths, server
@@ -291,21 +290,26 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         return 0
     dates = _backfill_dates(args)
     server.require_api(_api_url(args))
+    from uuid import UUID
+
     from fhvlab import backfill_api
 
     first, last = bf.parse_range(args.start, args.end)
     concurrency = bf.parse_concurrency(args.concurrency)
     with backfill_api.client() as http:
-        print(f"backfill: {backfill_api.ensure_limit(http, concurrency)}")
+        retired = backfill_api.remove_old_limit(http)
+        if retired:
+            print(f"backfill: {retired}")
         runs = backfill_api.read_date_runs(http, dates)
-        decision = bf.decide(dates, runs, backfill_api.read_claims(http))
+        claims = backfill_api.read_claims(http)
+        decision = bf.decide(dates, runs, claims)
         left = ", ".join(f"{len(v)} {k}" for k, v in sorted(decision.existing.items()))
         print(
             f"backfill: {len(dates)} dates in {first}..{last} (cron {args.cron!r}, "
             f"{args.timezone}): {len(decision.create)} new, {len(decision.rerun)} to run "
             f"again, {decision.existing_count} already existed" + (f" ({left})" if left else "")
         )
-        parent = ended = None
+        parent = None
         if decision.to_run:
             key = bf.idempotency_key(decision.to_run, runs)
             parent = backfill_api.create_parent(
@@ -325,18 +329,20 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 "terminal with `make worker`; waiting",
                 flush=True,
             )
-        started = time.monotonic()
-        finished = backfill_api.wait_until_final(
-            http, dates, args.watch_timeout, lambda line: print(f"backfill: {line}", flush=True)
+        # The backfill runs that will run this range's dates: this call's, or earlier ones'.
+        waiting_for = [UUID(c.id) for c in claims if set(dates) & c.dates]
+        waiting_for += [parent.id] if parent and parent.id not in waiting_for else []
+        print(
+            f"backfill: waiting for {len(waiting_for)} backfill run(s) "
+            f"(at most WATCH_TIMEOUT={args.watch_timeout:.0f} s)",
+            flush=True,
         )
+        finished = backfill_api.wait_for_runs(waiting_for, args.watch_timeout)
         folder = paths.artifacts_dir()
         csv_path, png_path = bf.report_paths(folder, first, last)
-        if finished and parent is not None:  # it writes the summary last: no second copy here
-            ended = backfill_api.wait_for_run(
-                http, parent.id, args.watch_timeout - (time.monotonic() - started)
-            )
+        ended = http.read_flow_run(parent.id) if parent and finished else None
         if ended is not None and backfill_api.summary_written_by(ended, csv_path, png_path):
-            rows = backfill_api.report_rows(http, dates, folder)
+            rows = backfill_api.report_rows(http, dates, folder)  # its summary: no second copy
         else:
             rows, csv_path, png_path = backfill_api.build_report(http, dates, first, last, folder)
     for row in rows:

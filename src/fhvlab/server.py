@@ -175,6 +175,16 @@ def server_env(spec: ServerSpec, ui_api_url: str | None) -> dict[str, str]:
     # write them in batches, at most 1 s late.
     env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
     env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+    # Concurrency slots are leases. Kept in the server's memory (Prefect's default), a
+    # restart forgets the leases but not the slots they hold: the limit stays full for good.
+    # On disk (PREFECT_HOME/concurrency_leases) they survive it, and expire or are released.
+    env.setdefault(
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE",
+        "prefect.server.concurrency.lease_storage.filesystem",
+    )
+    # A deployment run held back by its concurrency limit (the backfill deployment's, 1) is
+    # offered again after this many seconds (Prefect's default 30).
+    env.setdefault("PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS", "5")
     return env
 
 

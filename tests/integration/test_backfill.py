@@ -195,8 +195,17 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
     intervals = [(_when(r["start_time"]), _when(r["end_time"])) for r in finished]
     assert len(intervals) == 5
     assert max_overlap(intervals) <= 2
+    # The cap is the backfill deployment's own limit (1 run at a time, each CONCURRENCY
+    # dates); no global limit, and no slot left taken once everything is final.
+    deployment = requests.get(
+        f"{_api(env)}/deployments/name/fhv-backfill/fhv-backfill", timeout=10
+    ).json()
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     limits = _post(env, "/v2/concurrency_limits/filter")
-    assert [(x["name"], x["limit"]) for x in limits] == [("fhv-backfill", 2)]
+    assert [(x["name"], x["active_slots"]) for x in limits] == [
+        (f"deployment:{deployment['id']}", 0)
+    ]
 
     # Each month was requested once (2021-05: once unpublished, once published).
     hits = {p.rsplit("_", 1)[-1][:7]: n for p, n in fhv_server.hits.items()}

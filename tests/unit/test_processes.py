@@ -100,9 +100,11 @@ def test_reset_targets_are_the_database_and_result_storage_only(tmp_path):
     for name in ("prefect.db", "prefect.db-wal", "profiles.toml", "server.log"):
         (home / name).write_text("x")
     (home / "results").mkdir()
+    (home / "concurrency_leases").mkdir()
     assert processes.reset_targets(home, "") == [
         home / "prefect.db",
         home / "prefect.db-wal",
+        home / "concurrency_leases",
         home / "results",
     ]
     elsewhere = tmp_path / "my-results"

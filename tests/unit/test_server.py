@@ -33,3 +33,13 @@ def test_parse_api_url_accepts_a_prefect_api_and_rejects_the_rest():
             parse_api_url(bad)
     with pytest.raises(BadInput, match="must end in /api"):
         parse_api_url("http://127.0.0.1:4200")
+
+
+def test_the_server_keeps_concurrency_leases_on_disk(tmp_path):
+    from fhvlab.server import server_env
+
+    env = server_env(ServerSpec("127.0.0.1", 4300, tmp_path), None)
+    assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == (
+        "prefect.server.concurrency.lease_storage.filesystem"
+    )
+    assert float(env["PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS"]) <= 10
