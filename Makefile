@@ -40,7 +40,7 @@ WORKER_POLL   ?= 3                       # seconds between a worker's polls for 
 WATCH         ?= 0                       # 1: `make run` / `make backfill` wait for the runs to finish
 FROM          ?=                         # `make backfill` / `make report`: first date YYYY-MM-DD
 TO            ?=                         # ... and last date (included)
-CONCURRENCY   ?= 2                       # backfill dates running at once (a Prefect global concurrency limit)
+CONCURRENCY   ?= 2                       # backfill dates running at once (threads of the one backfill run; one such run at a time)
 WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` waits at most
 DATABASE_URL  ?=                         # server database: empty = SQLite in PREFECT_HOME; postgresql+asyncpg://user:pw@host:port/db
 PG_DIR        ?= $(ROOT)/env/postgres    # `make postgres`: the lab's PostgreSQL cluster, password file, log
@@ -313,7 +313,7 @@ report: $(STAMP) ## rebuild the summary of backfill FROM..TO: artifacts/backfill
 	@$(VPY) -m fhvlab report $(BACKFILL_RANGE)
 
 .PHONY: bench-backfill
-bench-backfill: server ## benchmark: backfill of 12 dates vs 12 sequential `make train` (1.1 M-row months)
+bench-backfill: server ## benchmark: backfills of 6 and 24 dates (two designs) vs sequential `make train`; BENCH_120=1 adds 120 dates
 	@cd $(ROOT) && $(VPY) scripts/bench_backfill.py
 
 ##@ Past one machine

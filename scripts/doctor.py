@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,26 @@ def env(name: str, default: str = "") -> str:
 def get_json(url: str, timeout: float = 3.0) -> object | None:
     """GET `url` as JSON; None when it fails in any way."""
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if auth:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def post_json(url: str, body: dict, timeout: float = 5.0) -> object | None:
+    """POST `body` as JSON to `url`; the decoded answer, None when it fails in any way."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Accept": "application/json", "Content-Type": "application/json"},
+        method="POST",
+    )
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
     if auth:
         import base64
@@ -288,6 +309,43 @@ def check_orchestration(api_up: bool) -> list[Check]:
     return checks
 
 
+HOLDING = ["PENDING", "RUNNING", "CANCELLING"]  # states of a flow run that holds a slot
+
+
+def check_concurrency(api_up: bool) -> Check:
+    """Concurrency limits with slots taken while nothing that could hold them is running."""
+    if not api_up:
+        return Check("concurrency", "skip", "server not answering", "make server")
+    api = api_url()
+    limits = post_json(f"{api}/v2/concurrency_limits/filter", {"limit": 200})
+    if not isinstance(limits, list):
+        return Check("concurrency", "warn", "could not read the concurrency limits")
+    stuck = []
+    for limit in limits:
+        if not limit.get("active_slots"):
+            continue
+        name = str(limit["name"])
+        holders: dict = {"flow_runs": {"state": {"type": {"any_": HOLDING}}}, "limit": 1}
+        if name.startswith("deployment:"):  # a deployment's own limit (prefect.yaml)
+            holders["deployments"] = {"id": {"any_": [name.removeprefix("deployment:")]}}
+        running = post_json(f"{api}/flow_runs/filter", holders)
+        if running == []:
+            stuck.append(f"{name} ({limit['active_slots']} of {limit['limit']} slots taken)")
+    if not stuck:
+        return Check("concurrency", "ok", f"{len(limits)} limit(s), no slot held by a dead run")
+    first = stuck[0].split(" (")[0]
+    home = env("PREFECT_HOME", str(ROOT / "env" / "prefect"))
+    prefect = str(ROOT / ".venv" / "bin" / "prefect")
+    return Check(
+        "concurrency",
+        "warn",
+        f"slots taken with no run that could hold them: {', '.join(stuck)}; runs would "
+        "wait for them for ever",
+        f"PREFECT_HOME={shlex.quote(home)} PREFECT_API_URL={shlex.quote(api)} "
+        f"{shlex.quote(prefect)} gcl update {shlex.quote(first)} --active-slots 0",
+    )
+
+
 def mask_url(url: str) -> str:
     """A database URL with its password replaced by ***."""
     if "@" not in url:
@@ -436,7 +494,8 @@ def check_disk() -> Check:
 def main() -> int:
     checks = [check_python(), check_venv_python(), check_venv(), check_prefect(), *check_home()]
     api_checks, api_up = check_api()
-    checks += api_checks + check_orchestration(api_up) + check_data() + [check_disk()]
+    checks += api_checks + check_orchestration(api_up) + [check_concurrency(api_up)]
+    checks += [*check_data(), check_disk()]
     checks.append(check_database(api_up))
     checks.append(check_shell())
     for c in checks:

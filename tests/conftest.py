@@ -229,11 +229,13 @@ def pg_database_url(postgres_cluster, request) -> str:
 # and heartbeats, not computing.
 _SLOW_FIRST = (
     "test_crash.py::",
+    "test_backfill_faults.py::test_killed_worker",
     "test_up_down.py::test_up_run_alerts_logs_down_reset",
     "test_onboarding.py::test_tour_twice",
     "test_past_one_machine.py::test_a_worker_in_another_checkout",
     "test_orchestration.py::test_module_end_to_end",
     "test_backfill.py::test_backfill_runs_each_date",
+    "test_backfill_faults.py::",
     "test_python_choice.py::",
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ import requests
 
 from fhvlab.months import parse_month
 from fhvlab.synthetic import write_synthetic_month
-from tests.conftest import api_post, lab_api, make_ok, run_make
+from tests.conftest import api_post, clean_env, lab_api, make_ok, run_make
 
 pytestmark = pytest.mark.integration
 
@@ -135,5 +136,58 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
         for day in DATES:
             assert json.loads((artifacts / f"metrics-{day}.json").read_text())["date"] == day
         assert sorted(p.name for p in artifacts.iterdir() if p.name.startswith(".")) == []
+
+        # `make doctor` names a limit whose slots nothing holds, and the command that frees it.
+        api_post(env, "/v2/concurrency_limits/", {"name": "stuck", "limit": 2, "active_slots": 2})
+        doctor = run_make("doctor", env=env, timeout=120).stdout
+        [line] = [x for x in doctor.splitlines() if "concurrency" in x]
+        assert "stuck (2 of 2 slots taken)" in line, doctor
+        fix = line.split("->  ", 1)[1]
+        assert fix.endswith("gcl update stuck --active-slots 0"), line
+        subprocess.run(
+            fix, shell=True, check=True, capture_output=True, timeout=60, env=clean_env()
+        )
+        assert [n for n, active in _slots(env) if active] == []
+        doctor = run_make("doctor", env=env, timeout=120).stdout
+        assert "no slot held by a dead run" in doctor, doctor
+    finally:
+        run_make("down", env=env, timeout=120)
+
+
+def test_killed_worker_and_backfill_run_leak_no_slot(prefect_lab, fhv_server, months):
+    from tests.integration.test_crash import _kill_worker_and_its_runs
+
+    env = {**prefect_lab, "CONCURRENCY": "2", "WORKER_POLL": "2"}
+    for m, path in months.items():
+        fhv_server.serve_file(path.name, path, **({"bytes_per_second": 300} if m == SLOW else {}))
+    home = Path(env["PREFECT_HOME"])
+    few = ("FROM=2021-05-01", "TO=2021-08-31")  # 4 dates; 2021-06-15, 2021-07-15 need SLOW
+    try:
+        make_ok(run_make("up", env=env, timeout=400))
+        make_ok(run_make("backfill", *few, env=env, timeout=120))
+        _wait(lambda: _states(env)["RUNNING"] >= 2, 120, "2 dates RUNNING")
+        victims = _kill_worker_and_its_runs(home)
+        killed = time.monotonic()
+        print(f"killed the worker and its flow-run processes {victims}", flush=True)
+        assert [active for name, active in _slots(env) if name.startswith("deployment:")] == [1]
+
+        # The lab's automation marks the silent runs CRASHED; that frees the slot.
+        _wait(
+            lambda: not [n for n, active in _slots(env) if active] and not _states(env)["RUNNING"],
+            180,
+            "the dead backfill run's slot to be freed and no date left RUNNING",
+        )
+        print(f"slot free {time.monotonic() - killed:.0f} s after the kill", flush=True)
+        assert _states(env)["CRASHED"] >= 2
+
+        fhv_server.serve_file(months[SLOW].name, months[SLOW])
+        make_ok(run_make("up", env=env, timeout=400))  # a new worker
+        done = make_ok(run_make("backfill", *few, "WATCH=1", "WATCH_TIMEOUT=240", env=env,
+                                timeout=360))  # fmt: skip
+        assert "to run again" in done
+        runs = _date_runs(env)
+        completed = Counter(r["parameters"]["date"] for r in runs if r["state_type"] == "COMPLETED")
+        assert completed == Counter(DATES[2:6]), completed
+        assert [n for n, active in _slots(env) if active] == []
     finally:
         run_make("down", env=env, timeout=120)
