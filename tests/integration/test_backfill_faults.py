@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 DATES = [f"2021-{m:02d}-15" for m in range(3, 11)]  # 8 dates, months 2021-01 .. 2021-09
 RANGE = ("FROM=2021-03-01", "TO=2021-10-31")
-SLOW = "2021-05"  # needed by 2021-06-15 (validation) and 2021-07-15 (training)
+SLOW = "2021-05"  # needed by 2021-06-15 (validation) and 2021-07-15 (training); ~38 KB
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def _slots(env) -> list[tuple[str, int]]:
 def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fhv_server, months):
     env = {**prefect_lab, "CONCURRENCY": "2", "WORKER_POLL": "2"}
     for m, path in months.items():
-        fhv_server.serve_file(path.name, path, **({"bytes_per_second": 2000} if m == SLOW else {}))
+        fhv_server.serve_file(path.name, path, **({"bytes_per_second": 500} if m == SLOW else {}))
     artifacts = Path(env["ARTIFACTS_DIR"])
     try:
         make_ok(run_make("up", env=env, timeout=400))
@@ -99,8 +99,22 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
         killed = _kill_server(env)
         print(f"killed server {killed} with date runs {dict(before)}", flush=True)
         time.sleep(3)  # the dead server's clients notice: nothing answers
-        fhv_server.serve_file(months[SLOW].name, months[SLOW])  # fast from now on
         make_ok(run_make("up", env=env, timeout=400))
+        # The backfill run (still downloading the slow month) holds the deployment's slot by
+        # a lease; the restarted server still knows that lease (kept on disk), so the run can
+        # renew it and its end frees the slot. Kept in memory, it would be gone (410).
+        [parent] = api_post(
+            env, "/flow_runs/filter", {"flows": {"name": {"any_": ["fhv-backfill"]}}}
+        )
+        assert parent["state_type"] == "RUNNING", (parent["state_name"], parent["state"]["message"])
+        lease = parent["state"]["state_details"]["deployment_concurrency_lease_id"]
+        renewed = requests.post(
+            f"{lab_api(env)}/v2/concurrency_limits/leases/{lease}/renew",
+            json={"lease_duration": 300},
+            timeout=10,
+        )
+        assert renewed.status_code == 204, renewed.text
+        fhv_server.serve_file(months[SLOW].name, months[SLOW])  # fast from now on
 
         calls = []
         for _ in range(2):  # a second call only if the outage left dates not COMPLETED
