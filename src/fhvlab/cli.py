@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ log = logging.getLogger("fhvlab")
 def _cmd_data(args: argparse.Namespace) -> int:
     """`make data`: the months DATE needs, or exactly MONTHS."""
     from fhvlab.download import describe, download_months
-    from fhvlab.progress import LogProgress, TerminalBar
+    from fhvlab.progress import LogProgress, RichBar
 
     if args.months:
         months = [parse_month(m) for m in args.months]
@@ -32,16 +33,17 @@ def _cmd_data(args: argparse.Namespace) -> int:
     base_url = args.base_url or paths.data_url()
     dest = paths.data_dir()
     print(f"data: months {' '.join(map(str, months))} from {base_url} into {dest}")
-    progress = TerminalBar() if sys.stderr.isatty() else LogProgress(log)
-    fetched = download_months(
-        months,
-        dest,
-        base_url,
-        force=args.force,
-        workers=args.workers,
-        backoff=args.backoff,
-        progress=progress,
-    )
+    bar = RichBar() if sys.stderr.isatty() else contextlib.nullcontext(LogProgress(log))
+    with bar as progress:
+        fetched = download_months(
+            months,
+            dest,
+            base_url,
+            force=args.force,
+            workers=args.workers,
+            backoff=args.backoff,
+            progress=progress,
+        )
     for line in describe(fetched):
         print(f"data: {line}")
     return 0
