@@ -515,6 +515,12 @@ def _cmd_reset(args: argparse.Namespace) -> int:
         print(f"reset: server stopped (pid {pid})")
     with processes.locked(processes.server_process(home).lock_file):
         processes.remove(processes.reset_targets(home, storage))
+    from fhvlab import orchestration
+
+    # The storage block was a row of the deleted database: a profile still naming it would
+    # fail every run that persists a result (make storage, run by make up, saves it again).
+    for line in orchestration.update_profile({"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": None}):
+        print(f"reset: {line} (its block was in the deleted database; make storage saves it)")
     print(f"reset: done; `make up` starts from an empty database ({keep})")
     return 0
 
