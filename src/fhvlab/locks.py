@@ -75,17 +75,10 @@ class ProcessLockManager(LockManager):
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        """`acquire_lock` for async callers (waits without blocking the event loop)."""
-        if self.is_lock_holder(key, holder):
-            return True
-        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
-        while (fd := self._try(key)) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            await anyio.sleep(POLL_SECONDS)
-        with self._guard:
-            self._held[key] = (fd, holder)
-        return True
+        """`acquire_lock` for async callers (waits in a worker thread, not the event loop)."""
+        return await anyio.to_thread.run_sync(
+            self.acquire_lock, key, holder, acquire_timeout, hold_timeout
+        )
 
     def release_lock(self, key: str, holder: str) -> None:
         """Release the key's lock; ValueError if `holder` does not hold it."""
@@ -124,9 +117,4 @@ class ProcessLockManager(LockManager):
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """`wait_for_lock` for async callers."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            await anyio.sleep(POLL_SECONDS)
-        return True
+        return await anyio.to_thread.run_sync(self.wait_for_lock, key, timeout)
