@@ -24,7 +24,7 @@ from fhvlab import backfill_api, paths
 from train import train  # flows/train.py: Prefect puts this file's folder on sys.path
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def dates_to_run(dates: list[str]) -> list[str]:
     """The dates that still need a run: not COMPLETED, and not running in another run."""
     todo, skipped = backfill_api.dates_still_to_run(dates)
@@ -33,20 +33,20 @@ def dates_to_run(dates: list[str]) -> list[str]:
     return todo
 
 
-@task(cache_policy=NO_CACHE, task_run_name="train-{day}")
+@task(cache_policy=NO_CACHE, task_run_name="train-{day}", retries=3, retry_delay_seconds=10)
 def train_date(day: str) -> dict[str, Any]:
-    """Run the training flow for `day` as the subflow run backfill-DAY; its final state."""
-    name = bf.run_name(date.fromisoformat(day))
-    try:
-        with tags(bf.TAG):
-            state = train.with_options(flow_run_name=name)(date=day, return_state=True)
-    except Exception as exc:  # the subflow run could not even be created (API unreachable)
-        get_run_logger().error("%s: not run: %s", name, exc)
-        return {"date": day, "state": "FAILED", "message": f"not run: {exc}"}
+    """Run the training flow for `day` as the subflow run backfill-DAY; its final state.
+
+    A date whose run fails is not retried here (the next `make backfill` runs it again);
+    the task is retried only when the run could not even be created (API unreachable).
+    """
+    with tags(bf.TAG):
+        run = train.with_options(flow_run_name=bf.run_name(date.fromisoformat(day)))
+        state = run(date=day, return_state=True)
     return {"date": day, "state": state.type.value, "message": state.message or ""}
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def write_summary(range_dates: list[str], range_from: str, range_to: str) -> str:
     """The range's CSV, PNG and table artifact, from the runs in the API."""
     first, last = date.fromisoformat(range_from), date.fromisoformat(range_to)
@@ -83,10 +83,11 @@ def backfill(
     )
     with ThreadPoolTaskRunner(max_workers=max(1, concurrency)) as runner:
         futures = [runner.submit(train_date, {"day": day}) for day in todo]
-        outcomes = [future.result() for future in futures]
+        # each date's outcome, or the error of a date that could not be started
+        outcomes = [future.result(raise_on_failure=False) for future in futures]
     summary = write_summary(sorted(set(range_dates or []) | set(dates)), range_from, range_to)
-    failed = [o for o in outcomes if o["state"] != "COMPLETED"]
+    failed = bf.not_completed(todo, outcomes)
     if failed:
-        names = ", ".join(f"{o['date']} {o['state']}" for o in failed)
+        names = ", ".join(failed)
         return Failed(message=f"{len(failed)} of {len(todo)} dates did not complete: {names}")
     return Completed(message=summary)

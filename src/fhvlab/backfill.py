@@ -231,6 +231,16 @@ def all_final(dates: Sequence[date], runs: Iterable[DateRun], claims: Iterable[C
     return all(latest[d].state in FINAL_STATES for d in dates)
 
 
+def not_completed(days: Sequence[str], outcomes: Sequence[Any]) -> list[str]:
+    """'DATE STATE' of each date whose outcome is not COMPLETED (an exception: NOT RUN)."""
+    found = []
+    for day, outcome in zip(days, outcomes, strict=True):
+        state = outcome.get("state") if isinstance(outcome, Mapping) else "NOT RUN"
+        if state != "COMPLETED":
+            found.append(f"{day} {state}")
+    return found
+
+
 def max_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> int:
     """The largest number of [start, end) intervals that hold at one instant."""
     events = []

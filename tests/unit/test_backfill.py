@@ -161,3 +161,13 @@ def test_summary_rows_csv_and_chart(tmp_path):
     assert "3 dates: 1 COMPLETED, 1 FAILED, 1 NOT RUN" in bf.table_markdown_title(
         days[0], days[-1], rows
     )
+
+
+def test_not_completed_names_failed_dates_and_those_never_started():
+    outcomes = [
+        {"date": "2021-03-15", "state": "COMPLETED"},
+        {"date": "2021-04-15", "state": "FAILED"},
+        ConnectionError("All connection attempts failed"),
+    ]
+    days = ["2021-03-15", "2021-04-15", "2021-05-15"]
+    assert bf.not_completed(days, outcomes) == ["2021-04-15 FAILED", "2021-05-15 NOT RUN"]
