@@ -302,7 +302,7 @@ BACKFILL_RANGE = --from "$(FROM)" --to "$(TO)" --cron "$(CRON)" --timezone "$(TI
 
 .PHONY: backfill
 backfill: $(STAMP) ## train every CRON date in [FROM, TO]: runs backfill-DATE, CONCURRENCY at a time; WATCH=1 waits
-	@if ! $(VPY) -m fhvlab deployed --name fhv-backfill/fhv-backfill; then \
+	@if ! $(VPY) -m fhvlab deployed --name fhv-backfill/fhv-backfill --limit 1; then \
 	  $(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" && \
 	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi
 	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --pool "$(WORK_POOL)" \

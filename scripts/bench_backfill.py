@@ -9,8 +9,9 @@ CONCURRENCY=4 against the same number of sequential warm `make train`, for two d
   in its own worker-launched process, capped by that deployment's `concurrency_limit`
   (ENQUEUE), then `make report` for the summary.
 
-Runs in a throw-away lab (its own Prefect home, a free port, a temporary artifacts folder,
-SQLite) so the student's server keeps no bench runs. Every measurement uses months of its
+Runs in a throw-away lab (its own Prefect home, a free port, a temporary artifacts folder;
+SQLite, or the PostgreSQL database DATABASE_URL names) so the student's server keeps no
+bench runs. Every measurement uses months of its
 own (other years), generated once into .bench/ before anything is timed: Prefect's cache of
 prepared months never carries work from one measurement to the next. Figures are printed
 with the load average, never asserted.
@@ -224,7 +225,8 @@ def main() -> None:
     seq: list[float] = []
     try:
         make(env, "deploy")
-        print(f"bench-backfill: {ROWS:,} rows a month, SQLite, {os.cpu_count()} cores, "
+        db = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
+        print(f"bench-backfill: {ROWS:,} rows a month, {db}, {os.cpu_count()} cores, "
               f"CONCURRENCY={CONCURRENCY}", flush=True)  # fmt: skip
         make(env, "train", f"DATE={WARM_UP}")  # not timed: first run, caches cold
         seq_load = load()

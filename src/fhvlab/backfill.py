@@ -25,7 +25,7 @@ TAG = "backfill"
 TRAIN_FLOW = "fhv-duration-training"
 PARENT_FLOW = "fhv-backfill"
 PARENT_DEPLOYMENT = "fhv-backfill"
-LIMIT_NAME = "fhv-backfill"
+LIMIT_NAME = "fhv-backfill"  # the global concurrency limit of earlier versions (deleted)
 # A date is run again when its latest run ended in one of these; left alone otherwise.
 RERUN_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
 FINAL_STATES = frozenset({"COMPLETED"}) | RERUN_STATES

@@ -373,6 +373,9 @@ def _cmd_deployed(args: argparse.Namespace) -> int:
         return 1
     deployment = found.json()
     same = (deployment.get("work_pool_name"), deployment.get("work_queue_name"))
+    if args.limit is not None:  # a deployment made before prefect.yaml gave it its limit
+        same += ((deployment.get("global_concurrency_limit") or {}).get("limit"),)
+        return 0 if same == (args.pool, args.queue, args.limit) else 1
     return 0 if same == (args.pool, args.queue) else 1
 
 
@@ -647,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     deployed.add_argument("--name", required=True, help="FLOW/DEPLOYMENT")
     deployed.add_argument("--pool", default=os.environ.get("WORK_POOL", "fhv-pool"))
     deployed.add_argument("--queue", default=os.environ.get("WORK_QUEUE", "fhv-queue"))
+    deployed.add_argument("--limit", type=int, default=None, help="its concurrency limit, too")
     deployed.set_defaults(func=_cmd_deployed)
 
     report = sub.add_parser("report", help="rebuild a backfill range's summary (make report)")
