@@ -132,6 +132,26 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
         assert calls[-1].returncode == 0, calls[-1].stdout + calls[-1].stderr
         again = make_ok(run_make("backfill", *RANGE, env=env, timeout=120))
         assert "0 new, 0 to run again, 8 already existed (8 COMPLETED)" in again
+        # A backfill run for dates already COMPLETED (two calls racing past each other's
+        # claims would make one) checks the API when it starts, and runs none of them.
+        deployment = requests.get(
+            f"{lab_api(env)}/deployments/name/fhv-backfill/fhv-backfill", timeout=10
+        ).json()
+        extra = api_post(
+            env,
+            f"/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": {"dates": DATES, "range_from": DATES[0], "range_to": DATES[-1]}},
+        )
+        _wait(
+            lambda: (
+                requests.get(f"{lab_api(env)}/flow_runs/{extra['id']}", timeout=10).json()[
+                    "state_type"
+                ]
+                == "COMPLETED"
+            ),
+            120,
+            "a second backfill run over COMPLETED dates to complete",
+        )
 
         runs = _date_runs(env)
         completed = Counter(r["parameters"]["date"] for r in runs if r["state_type"] == "COMPLETED")
