@@ -15,7 +15,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -74,13 +73,7 @@ def backfill(
     run's dates and those an earlier call already ran).
     """
     todo = dates_to_run(dates)
-    get_run_logger().info(
-        "%d of %d dates to run, %d at a time (flow run %s)",
-        len(todo),
-        len(dates),
-        concurrency,
-        flow_run.get_name(),
-    )
+    get_run_logger().info("%d of %d dates to run, %d at a time", len(todo), len(dates), concurrency)
     with ThreadPoolTaskRunner(max_workers=max(1, concurrency)) as runner:
         futures = [runner.submit(train_date, {"day": day}) for day in todo]
         # each date's outcome, or the error of a date that could not be started

@@ -24,6 +24,7 @@ class Route:
     truncate_to: int | None = None  # announce len(body), send only this many bytes, close
     truncate_first: int | None = None  # only the first N answers are truncated (None: all)
     bytes_per_second: float | None = None  # trickle the body (for Ctrl-C tests)
+    hold: threading.Event | None = None  # a byte every 0.5 s until set, then the rest
     announce_length: int | None = None  # Content-Length to announce instead of len(body)
 
 
@@ -77,6 +78,14 @@ class FHVServer:
                     self.wfile.write(body[: route.truncate_to])
                     self.wfile.flush()
                     self.close_connection = True
+                    return
+                if route.hold is not None:
+                    sent = 0
+                    while not route.hold.wait(0.5) and sent < len(body) - 1:
+                        self.wfile.write(body[sent : sent + 1])
+                        self.wfile.flush()
+                        sent += 1
+                    self.wfile.write(body[sent:])
                     return
                 if route.bytes_per_second:
                     step = max(1, int(route.bytes_per_second / 20))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -190,16 +191,26 @@ def report_rows(
 
 
 def wait_for_runs(run_ids: Sequence[UUID], timeout: float) -> bool:
-    """Wait until each flow run is final (Prefect's `wait_for_flow_run`); False on timeout."""
+    """Wait until each flow run is final (Prefect's `wait_for_flow_run`); False on timeout.
+
+    If the server goes away meanwhile (a restart), wait again once it answers.
+    """
+    deadline = time.monotonic() + timeout
 
     async def wait_all() -> None:
-        await asyncio.gather(*(wait_for_flow_run(i, timeout=int(timeout)) for i in run_ids))
+        left = max(1, int(deadline - time.monotonic()))
+        await asyncio.gather(*(wait_for_flow_run(i, timeout=left) for i in run_ids))
 
-    try:
-        asyncio.run(wait_all())
-    except FlowRunWaitTimeout:
-        return False
-    return True
+    while True:
+        try:
+            asyncio.run(wait_all())
+            return True
+        except FlowRunWaitTimeout:
+            return False
+        except Exception:  # the events stream or the API dropped (server restarted)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(2)
 
 
 def summary_written_by(run: FlowRun, csv_path: Path, png_path: Path) -> bool:

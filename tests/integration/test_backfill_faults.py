@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 DATES = [f"2021-{m:02d}-15" for m in range(3, 11)]  # 8 dates, months 2021-01 .. 2021-09
 RANGE = ("FROM=2021-03-01", "TO=2021-10-31")
-SLOW = "2021-05"  # needed by 2021-06-15 (validation) and 2021-07-15 (training); ~38 KB
+SLOW = "2021-05"  # needed by 2021-06-15 (validation) and 2021-07-15 (training)
 
 
 @pytest.fixture
@@ -84,8 +85,9 @@ def _slots(env) -> list[tuple[str, int]]:
 
 def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fhv_server, months):
     env = {**prefect_lab, "CONCURRENCY": "2", "WORKER_POLL": "2"}
+    held = threading.Event()  # the slow month's download ends when the test sets it
     for m, path in months.items():
-        fhv_server.serve_file(path.name, path, **({"bytes_per_second": 500} if m == SLOW else {}))
+        fhv_server.serve_file(path.name, path, **({"hold": held} if m == SLOW else {}))
     artifacts = Path(env["ARTIFACTS_DIR"])
     try:
         make_ok(run_make("up", env=env, timeout=400))
@@ -114,7 +116,7 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
             timeout=10,
         )
         assert renewed.status_code == 204, renewed.text
-        fhv_server.serve_file(months[SLOW].name, months[SLOW])  # fast from now on
+        held.set()  # the slow month arrives now
 
         calls = []
         for _ in range(2):  # a second call only if the outage left dates not COMPLETED
@@ -185,6 +187,7 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
         doctor = run_make("doctor", env=env, timeout=120).stdout
         assert "no slot held by a dead run" in doctor, doctor
     finally:
+        held.set()
         run_make("down", env=env, timeout=120)
 
 
