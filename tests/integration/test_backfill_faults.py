@@ -173,13 +173,18 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
             assert json.loads((artifacts / f"metrics-{day}.json").read_text())["date"] == day
         assert sorted(p.name for p in artifacts.iterdir() if p.name.startswith(".")) == []
 
-        # `make doctor` names a limit whose slots nothing holds, and the command that frees it.
-        api_post(env, "/v2/concurrency_limits/", {"name": "stuck", "limit": 2, "active_slots": 2})
+        # `make doctor` names a limit whose slots nothing holds (here the backfill
+        # deployment's own, made to leak), and the command that frees it.
+        name = f"deployment:{deployment['id']}"
+        leaked = requests.patch(
+            f"{lab_api(env)}/v2/concurrency_limits/{name}", json={"active_slots": 1}, timeout=10
+        )
+        assert leaked.status_code == 204, leaked.text
         doctor = run_make("doctor", env=env, timeout=120).stdout
         [line] = [x for x in doctor.splitlines() if "concurrency" in x]
-        assert "stuck (2 of 2 slots taken)" in line, doctor
+        assert f"{name} (1 of 1 slots taken)" in line, doctor
         fix = line.split("->  ", 1)[1]
-        assert fix.endswith("gcl update stuck --active-slots 0"), line
+        assert fix.endswith(f"gcl update {name} --active-slots 0"), line
         subprocess.run(
             fix, shell=True, check=True, capture_output=True, timeout=60, env=clean_env()
         )
