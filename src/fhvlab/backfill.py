@@ -212,6 +212,18 @@ def decide(dates: Sequence[date], runs: Iterable[DateRun], claims: Iterable[Clai
     return decision
 
 
+def still_to_run(
+    days: Sequence[date], runs: Iterable[DateRun]
+) -> tuple[list[date], dict[date, str]]:
+    """Of `days`, those whose latest run is missing or FAILED/CRASHED/CANCELLED; and the
+    others with their latest run's state (COMPLETED, or active: running in another run)."""
+    latest = latest_by_date(runs)
+    skipped = {
+        d: latest[d].state for d in days if d in latest and latest[d].state not in RERUN_STATES
+    }
+    return [d for d in days if d not in skipped], skipped
+
+
 def idempotency_key(dates: Sequence[date], runs: Iterable[DateRun]) -> str:
     """Key of a parent run: the same dates replacing the same runs give the same key.
 

@@ -126,11 +126,8 @@ def dates_still_to_run(days: Sequence[str]) -> tuple[list[str], dict[date, str]]
     """
     wanted = [date.fromisoformat(d) for d in days]
     with client() as http:
-        latest = bf.latest_by_date(read_date_runs(http, wanted))
-    skipped = {
-        d: latest[d].state for d in wanted if d in latest and latest[d].state not in bf.RERUN_STATES
-    }
-    return [d.isoformat() for d in wanted if d not in skipped], skipped
+        todo, skipped = bf.still_to_run(wanted, read_date_runs(http, wanted))
+    return [d.isoformat() for d in todo], skipped
 
 
 def create_parent(

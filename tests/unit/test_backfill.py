@@ -171,3 +171,17 @@ def test_not_completed_names_failed_dates_and_those_never_started():
     ]
     days = ["2021-03-15", "2021-04-15", "2021-05-15"]
     assert bf.not_completed(days, outcomes) == ["2021-04-15 FAILED", "2021-05-15 NOT RUN"]
+
+
+def test_a_backfill_run_skips_dates_completed_or_running_and_reruns_failures():
+    days = [date(2021, m, 15) for m in range(3, 8)]
+    runs = [
+        _run("2021-03-15", "COMPLETED", 1),
+        _run("2021-04-15", "RUNNING", 1),  # another backfill run has it
+        _run("2021-05-15", "CRASHED", 1),
+        _run("2021-06-15", "COMPLETED", 1),
+        _run("2021-06-15", "FAILED", 5),  # the latest run counts
+    ]
+    todo, skipped = bf.still_to_run(days, runs)
+    assert todo == [date(2021, 5, 15), date(2021, 6, 15), date(2021, 7, 15)]
+    assert skipped == {date(2021, 3, 15): "COMPLETED", date(2021, 4, 15): "RUNNING"}
