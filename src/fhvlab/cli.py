@@ -691,6 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("--pool", required=True)
     queue.add_argument("--queue", required=True)
     queue.set_defaults(func=_cmd_work_queue)
+
+    # issue 20: `make watch` and `make events` (runs started by events; src/fhvlab/watch_cli.py)
+    from fhvlab import watch_cli
+
+    watch_cli.add_parsers(sub, _add_api_arg, _api_url)
     return parser
 
 
