@@ -25,6 +25,7 @@ class Route:
     truncate_first: int | None = None  # only the first N answers are truncated (None: all)
     bytes_per_second: float | None = None  # trickle the body (for Ctrl-C tests)
     announce_length: int | None = None  # Content-Length to announce instead of len(body)
+    last_modified: str | None = None  # a Last-Modified header (the TLC's CloudFront sends one)
 
 
 class FHVServer:
@@ -33,6 +34,7 @@ class FHVServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
+        self.allow_head = False  # like before: HEAD answers 501, a ranged GET must be used
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -50,6 +52,21 @@ class FHVServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def do_HEAD(self) -> None:
+                if not server.allow_head:
+                    self.send_error(501, f"Unsupported method ({self.command!r})")
+                    return
+                route = server.routes.get(self.path)
+                if route is None:
+                    self._reply(404, b"", "text/html")
+                    return
+                self.send_response(route.status)
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", str(route.announce_length or len(route.body)))
+                if route.last_modified:
+                    self.send_header("Last-Modified", route.last_modified)
+                self.end_headers()
+
             def do_GET(self) -> None:
                 with server.lock:
                     server.hits[self.path] += 1
@@ -65,6 +82,8 @@ class FHVServer:
                 self.send_header("Content-Type", route.content_type)
                 announced = route.announce_length
                 self.send_header("Content-Length", str(announced or len(route.body)))
+                if route.last_modified:
+                    self.send_header("Last-Modified", route.last_modified)
                 self.end_headers()
                 body = route.body
                 if announced is not None:  # a body we never send in full: close at once
