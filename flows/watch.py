@@ -102,6 +102,21 @@ def announce(probe: w.Probe, record: dict[str, Any]) -> dict[str, Any]:
     return new_record
 
 
+@task(cache_policy=NO_CACHE)
+def report(months: list[str], found: w.Findings) -> None:
+    """The run's outcome as a markdown artifact and an `fhv.watch.checked` event."""
+    create_markdown_artifact(
+        markdown=w.summary_markdown(months, found),
+        key="fhv-watch",
+        description="months asked about and announced by the last watch run",
+    )
+    emit_event(
+        event=w.CHECKED_EVENT,
+        resource={"prefect.resource.id": "fhv.watch", "prefect.resource.name": "FHV watch"},
+        payload=w.checked_payload(months, found),
+    )
+
+
 @flow(name="fhv-watch", log_prints=True)
 def watch(
     ahead: int | None = None,
@@ -132,11 +147,7 @@ def watch(
         for probe in found.published:
             record = announce(probe, record)
     announced = [str(p.month) for p in found.published]
-    create_markdown_artifact(
-        markdown=w.summary_markdown(months, found),
-        key="fhv-watch",
-        description="months asked about and announced by the last watch run",
-    )
+    report(months, found)
     return announced
 
 

@@ -24,6 +24,7 @@ from fhvlab.errors import BadInput, LabError
 from fhvlab.months import Month, parse_month
 
 EVENT = "fhv.month.published"
+CHECKED_EVENT = "fhv.watch.checked"  # one per watch run: what it asked and why it stopped
 RESOURCE_PREFIX = "fhv.month."
 VARIABLE = "fhv_watch_announced"  # Prefect Variable: {"months": {"YYYY-MM": {...}}}
 LIMIT = "fhv-watch"  # Prefect global concurrency limit (1) around the announce step
@@ -326,3 +327,24 @@ def summary_markdown(months: list[str], found: Findings) -> str:
         if month not in asked:
             lines.append(f"| {month} | not asked | after a month not out yet |")
     return "# FHV months watched\n\n" + "\n".join(lines) + "\n"
+
+
+def checked_payload(months: list[str], found: Findings) -> dict[str, Any]:
+    """What a watch run's fhv.watch.checked event says: months asked, announced, the stop."""
+    stopped = found.stopped_at
+    return {
+        "asked": months,
+        "announced": [str(p.month) for p in found.published],
+        "stopped_at": str(stopped.month) if stopped else None,
+        "stop": found.stop.kind if found.stop else None,
+        "reason": found.stop.reason if found.stop else None,
+        "url": stopped.url if stopped else None,
+    }
+
+
+def checked_line(payload: Mapping[str, Any]) -> str:
+    """One line about a watch run's stop, e.g. '2021-09: not published yet (HTTP 404)'."""
+    if not payload.get("stopped_at"):
+        return f"asked {', '.join(payload.get('asked') or [])}: all published"
+    what = "not published yet" if payload.get("stop") == "not-published" else "not announced"
+    return f"{payload['stopped_at']}: {what} ({payload.get('reason')}) {payload.get('url')}"

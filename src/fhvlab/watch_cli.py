@@ -45,12 +45,11 @@ def _wait_final(http: Any, run_id: Any, timeout: float) -> Any:
         time.sleep(1.0)
 
 
-def _published_by(run_id: Any) -> list[dict[str, Any]]:
-    """The fhv.month.published events a flow run emitted, oldest first."""
-    from fhvlab import watch as w
+def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
+    """The events named `name` a flow run emitted, oldest first."""
     from fhvlab import watch_api
 
-    mine = watch_api.read_events(prefix=w.EVENT, related_id=f"prefect.flow-run.{run_id}")
+    mine = watch_api.read_events(prefix=name, related_id=f"prefect.flow-run.{run_id}")
     return sorted(mine, key=lambda e: e["occurred"])
 
 
@@ -66,9 +65,9 @@ def _line(event: dict[str, Any]) -> str:
 
 def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     """A run of fhv-watch now; with --watch, its outcome and the training runs it caused."""
-    from fhvlab.watch import parse_ahead
+    from fhvlab import watch as w
 
-    ahead = parse_ahead(args.ahead)  # bad knobs: one line, nothing contacted
+    ahead = w.parse_ahead(args.ahead)  # bad knobs: one line, nothing contacted
     if args.watch_from:
         parse_month(args.watch_from)
     server.require_api(api_url)
@@ -98,6 +97,13 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
             message = (done.state.message if done.state else "") or ""
             raise LabError(f"watch run {run.name!r} {done.state_type.value}: {message}")
         events = _published_by(run.id)
+        checked = _published_by(run.id, w.CHECKED_EVENT)
+        stored_by = time.monotonic() + 15  # the server stores events in batches (~seconds)
+        while not checked and time.monotonic() < stored_by:
+            time.sleep(1.0)
+            checked = _published_by(run.id, w.CHECKED_EVENT)
+        if checked:
+            print(f"watch: {w.checked_line(checked[-1].get('payload') or {})}")
         if not events:
             print("watch: nothing new announced")
             return 0
@@ -143,19 +149,25 @@ def _follow_training(
 def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     """The lab's recent fhv.* events, one line each (newest last), and where to see them."""
     server.require_api(api_url)
+    from fhvlab import watch as w
     from fhvlab import watch_api
 
     events = sorted(watch_api.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
     for event in events:
         payload = event.get("payload") or {}
-        details = " ".join(
-            f"{k}={payload[k]}" for k in ("size", "last_modified", "training_date") if k in payload
-        )
-        trained = event["resource"].get("fhv.trained")
+        if event["event"] == w.CHECKED_EVENT:
+            details = w.checked_line(payload)
+        else:
+            details = " ".join(
+                f"{k}={payload[k]}"
+                for k in ("size", "last_modified", "training_date")
+                if k in payload
+            )
+            if trained := event["resource"].get("fhv.trained"):
+                details += f" trained={trained}"
         print(
             f"events: {event['occurred'][:19]}Z {event['event']} "
             f"{event['resource']['prefect.resource.id']} {details}"
-            + (f" trained={trained}" if trained else "")
         )
     if not events:
         print("events: no fhv.* event yet (make watch announces newly published months)")
