@@ -438,9 +438,11 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         )
     with processes.locked(paths.prefect_home() / ".automations.lock"):
         if args.off:
-            lines = automations.remove_alerts(args.deployment)
+            lines = automations.remove_watch_alerts()  # issue 20
+            lines += automations.remove_alerts(args.deployment)
         else:
             lines = automations.ensure_alerts(args.flow, args.deployment, url)
+            lines += automations.ensure_watch_alerts()  # issue 20
     for line in lines:
         print(f"alerts: {line}")
     return 0

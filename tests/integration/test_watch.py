@@ -9,7 +9,8 @@ One server for every step (it is the slow part), small generated months:
    and creates no run.
 4. 2021-09 published, worker down, two watch runs at once: announced once; the training run
    for 2021-10-15 waits as a SCHEDULED run and completes when a worker comes back.
-5. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it.
+5. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it,
+   and `make alerts` posts it once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fhvlab.months import parse_month
 from fhvlab.synthetic import write_synthetic_month
 from tests.conftest import ROOT, api_post, clean_env, lab_api, make_ok, run_make
 from tests.fhvhttp import Route
+from tests.integration.test_up_down import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -249,10 +251,17 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         )
         assert len(_training_runs(env, "2021-10-15")) == 1
 
-        # 5. DATA_URL unreachable: the watch run fails; one line names the URL.
+        # 5. DATA_URL unreachable: the watch run fails; one line names the URL; `make alerts`
+        # posts it once.
         fhv_server.httpd.shutdown()
         fhv_server.httpd.server_close()
-        failed = run_make("watch", "WATCH=1", env=env, timeout=180)
+        with Receiver() as hook:
+            alerts = make_ok(run_make("alerts", f"WEBHOOK_URL={hook.url}", env=env, timeout=60))
+            assert "automation 'fhv-watch: alert on failed or crashed runs'" in alerts
+            failed = run_make("watch", "WATCH=1", env=env, timeout=180)
+            [post] = _wait_for(lambda: list(hook.posts), 60, "the alert of the failed watch run")
+        assert "fhv-watch" in post["json"]["text"]
+        assert f"cannot reach DATA_URL: {fhv_server.url}/" in post["json"]["text"]
         assert failed.returncode != 0
         errors = [x for x in failed.stderr.splitlines() if x.startswith("error:")]
         assert len(errors) == 1, failed.stderr
