@@ -54,6 +54,23 @@ def read_known(data_dir: str) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
+def check_answered(record: dict[str, Any]) -> list[str]:
+    """Warn about announced months whose training date has no run: the trigger was off."""
+    dates = [str(w.training_date(m)) for m in w.announced_months(record)]
+    missing = w.unanswered(record, watch_api.dates_with_runs(dates), datetime.now(UTC))
+    for month in missing:
+        day = w.training_date(month)
+        get_run_logger().warning(
+            "%s was announced but no training run for %s exists (was the trigger off when its "
+            "event came? events are not replayed): make run DATE=%s",
+            month,
+            day,
+            day,
+        )
+    return [str(m) for m in missing]
+
+
+@task(cache_policy=NO_CACHE)
 def find_published(data_url: str, months: list[str], smallest: int) -> w.Findings:
     """Ask DATA_URL about the months in order (HEAD, or a ranged GET); stop at the first gap."""
     logger = get_run_logger()
@@ -89,7 +106,7 @@ def announce(probe: w.Probe, record: dict[str, Any]) -> dict[str, Any]:
         raise LabError("Prefect did not emit the event (no API configured?)")
     waited = watch_api.wait_until_stored(str(event.id))
     now = datetime.now(UTC).isoformat()
-    new_record = w.with_announced(record, probe, str(event.id), now)
+    new_record = w.with_announced(record, probe, str(event.id), now, trained)
     watch_api.save_record(new_record)
     logger.info(
         "announced %s (event %s, stored after %.1f s): training date %s%s",
@@ -138,6 +155,7 @@ def watch(
     ensure_watch_limit()
     with concurrency(w.LIMIT, occupy=1, timeout_seconds=600, strict=True):
         known = read_known(data_dir)
+        check_answered(known["record"])
         newest = w.newest_known(
             map(parse_month, known["local"]), map(parse_month, known["announced"]), start_from
         )

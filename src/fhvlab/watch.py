@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,11 +224,17 @@ def announced_months(record: Mapping[str, Any] | None) -> list[Month]:
 
 
 def with_announced(
-    record: Mapping[str, Any] | None, probe: Probe, event_id: str, announced_at: str
+    record: Mapping[str, Any] | None,
+    probe: Probe,
+    event_id: str,
+    announced_at: str,
+    trained: bool = False,
 ) -> dict[str, Any]:
     """A new record: `record` plus one announced month (never edits `record`)."""
     months = dict((record or {}).get("months") or {})
     months[str(probe.month)] = {
+        "training_date": training_date(probe.month).isoformat(),
+        "trained": trained,
         "size": probe.size,
         "last_modified": probe.last_modified,
         "event_id": event_id,
@@ -348,3 +354,21 @@ def checked_line(payload: Mapping[str, Any]) -> str:
         return f"asked {', '.join(payload.get('asked') or [])}: all published"
     what = "not published yet" if payload.get("stop") == "not-published" else "not announced"
     return f"{payload['stopped_at']}: {what} ({payload.get('reason')}) {payload.get('url')}"
+
+
+def unanswered(
+    record: Mapping[str, Any], dates_with_runs: Iterable[str], now: datetime, grace: float = 300
+) -> list[Month]:
+    """Announced months (more than `grace` seconds ago, needing training) whose training date
+    has no run at all: the trigger was off or missing when their event came."""
+    have = set(dates_with_runs)
+    found = []
+    for month in announced_months(record):
+        entry = record["months"][str(month)]
+        when = entry.get("announced_at") if isinstance(entry, Mapping) else None
+        if not when or entry.get("trained"):
+            continue
+        old_enough = (now - datetime.fromisoformat(when)).total_seconds() > grace
+        if old_enough and training_date(month).isoformat() not in have:
+            found.append(month)
+    return found

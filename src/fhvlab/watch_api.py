@@ -169,3 +169,15 @@ def training_runs(dates: Iterable[str], created_after: datetime) -> list[FlowRun
         if run_date(r) in wanted and r.created is not None and r.created >= created_after
     ]
     return sorted(found, key=lambda r: r.created or created_after)
+
+
+def dates_with_runs(dates: Iterable[str]) -> set[str]:
+    """Which of `dates` have a run of the training flow in any state."""
+    wanted = set(dates)
+    if not wanted:
+        return set()
+    with client() as http:
+        runs = http.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])), limit=200
+        )
+    return {d for r in runs if (d := run_date(r)) in wanted}

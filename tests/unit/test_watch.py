@@ -165,3 +165,19 @@ def test_summary_lists_each_month_asked_and_its_outcome():
     assert "| 2021-08 | 20,000,000 bytes (HEAD) | announced |" in text
     assert "| 2021-09 | HTTP 404 | not published yet |" in text
     assert "| 2021-10 | not asked |" in text
+
+
+def test_unanswered_months_are_old_announcements_without_any_training_run():
+    from datetime import UTC, datetime
+
+    record = w.with_announced(None, _probe(), "ev", "2021-09-21T10:00:00+00:00")
+    record = w.with_announced(
+        record, _probe(month=Month(2021, 9)), "ev2", "2021-10-21T10:00:00+00:00", trained=True
+    )
+    later = datetime(2021, 10, 21, 10, 1, tzinfo=UTC)
+    assert w.unanswered(record, [], later) == [AUG]  # 2021-09 needed no training
+    assert w.unanswered(record, ["2021-09-15"], later) == []
+    soon = datetime(2021, 9, 21, 10, 1, tzinfo=UTC)
+    assert w.unanswered(record, [], soon) == []  # within the grace: its run may be coming
+    healed = w.with_event_months(None, ["2021-08"])
+    assert w.unanswered(healed, [], later) == []  # no announcement time: not judged
