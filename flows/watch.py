@@ -27,7 +27,7 @@ from fhvlab.errors import LabError
 from fhvlab.months import parse_month
 
 
-@task(retries=2, retry_delay_seconds=2)
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ensure_watch_limit() -> str:
     """The global concurrency limit `fhv-watch` (1 slot) exists."""
     return watch_api.ensure_limit(w.LIMIT)

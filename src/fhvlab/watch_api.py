@@ -22,6 +22,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.variables import Variable
 
@@ -140,35 +141,35 @@ def run_date(run: FlowRun) -> str | None:
     return when.date().isoformat() if when else None
 
 
+PAGE = 200  # flow runs per API call (the API's maximum)
+MAX_PAGES = 25  # 5,000 runs of the training flow at most
+
+
+def _training_flow_runs(completed_only: bool = False) -> list[FlowRun]:
+    """Runs of the training flow (all, or COMPLETED only), page by page, newest first."""
+    state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
+    found: list[FlowRun] = []
+    with client() as http:
+        for page in range(MAX_PAGES):
+            runs = http.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])),
+                flow_run_filter=FlowRunFilter(state=state) if completed_only else None,
+                sort=FlowRunSort.ID_DESC,
+                limit=PAGE,
+                offset=page * PAGE,
+            )
+            found += runs
+            if len(runs) < PAGE:
+                break
+    return found
+
+
 def completed_dates(dates: Iterable[date]) -> set[str]:
     """Which of `dates` already have a COMPLETED run of the training flow (any way started)."""
     wanted = {d.isoformat() for d in dates}
     if not wanted:
         return set()
-    with client() as http:
-        runs = http.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
-            ),
-            limit=200,
-        )
-    return {d for r in runs if (d := run_date(r)) in wanted}
-
-
-def training_runs(dates: Iterable[str], created_after: datetime) -> list[FlowRun]:
-    """Runs of the training flow for `dates` created after `created_after`, oldest first."""
-    wanted = set(dates)
-    with client() as http:
-        runs = http.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])), limit=200
-        )
-    found = [
-        r
-        for r in runs
-        if run_date(r) in wanted and r.created is not None and r.created >= created_after
-    ]
-    return sorted(found, key=lambda r: r.created or created_after)
+    return {d for r in _training_flow_runs(completed_only=True) if (d := run_date(r)) in wanted}
 
 
 def dates_with_runs(dates: Iterable[str]) -> set[str]:
@@ -176,8 +177,15 @@ def dates_with_runs(dates: Iterable[str]) -> set[str]:
     wanted = set(dates)
     if not wanted:
         return set()
-    with client() as http:
-        runs = http.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])), limit=200
-        )
-    return {d for r in runs if (d := run_date(r)) in wanted}
+    return {d for r in _training_flow_runs() if (d := run_date(r)) in wanted}
+
+
+def training_runs(dates: Iterable[str], created_after: datetime) -> list[FlowRun]:
+    """Runs of the training flow for `dates` created after `created_after`, oldest first."""
+    wanted = set(dates)
+    found = [
+        r
+        for r in _training_flow_runs()
+        if run_date(r) in wanted and r.created is not None and r.created >= created_after
+    ]
+    return sorted(found, key=lambda r: r.created or created_after)

@@ -75,6 +75,7 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     from prefect.exceptions import ObjectNotFound
 
     from fhvlab import watch_api
+    from fhvlab.backfill_api import workers_online
 
     parameters: dict[str, Any] = {"ahead": ahead, "watch_from": args.watch_from or None}
     name = f"{watch_api.WATCH_FLOW}/{watch_api.WATCH_DEPLOYMENT}"
@@ -88,7 +89,7 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
         print("watch: a worker runs it (make worker, make up); WATCH=1 waits for what it announces")
         return 0
     with watch_api.client() as http:
-        if not http.read_workers_for_work_pool(os.environ.get("WORK_POOL", "fhv-pool")):
+        if not workers_online(http, os.environ.get("WORK_POOL", "fhv-pool")):
             print("watch: no worker polls the pool yet: start one with `make worker`; waiting")
         done = _wait_final(http, run.id, args.watch_timeout)
         if done is None:
