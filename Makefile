@@ -249,6 +249,7 @@ work-queue-ls: $(STAMP) ## list the work queues of WORK_POOL (prefect work-queue
 deploy: server config storage work-queue ## deploy the training flow from prefect.yaml on CRON (course: DeploymentSpec + deployment create)
 	@cd $(ROOT) && $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file prefect.yaml
 	@echo "deploy: $(FLOW_NAME)/$(DEPLOYMENT) on $(WORK_POOL)/$(WORK_QUEUE), cron '$(CRON)' ($(TIMEZONE))"
+	@echo "deploy: fhv-watch/fhv-watch, cron '$(WATCH_CRON)' ($(TIMEZONE)); trigger: event fhv.month.published -> $(FLOW_NAME)/$(DEPLOYMENT) (docs/events.md)"
 	@$(VPY) -m fhvlab automations --flow "$(FLOW_NAME)"
 
 .PHONY: worker
