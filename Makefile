@@ -269,6 +269,7 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 # and the training deployment's trigger (prefect.yaml); see docs/events.md.
 .PHONY: watch
 watch: $(STAMP) ## a run of the fhv-watch deployment now: announce new months as events; WATCH=1 waits, prints the training runs they start
+	@$(VPY) -m fhvlab watch --check --ahead "$(WATCH_AHEAD)" --from "$(WATCH_FROM)"
 	@$(VPY) -m fhvlab api-check
 	@if ! $(VPY) -m fhvlab deployed --name fhv-watch/fhv-watch; then \
 	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi

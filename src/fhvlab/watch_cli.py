@@ -70,6 +70,8 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     ahead = w.parse_ahead(args.ahead)  # bad knobs: one line, nothing contacted
     if args.watch_from:
         parse_month(args.watch_from)
+    if args.check:
+        return 0
     server.require_api(api_url)
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
@@ -193,6 +195,7 @@ def add_parsers(
     watch.add_argument("--from", dest="watch_from", default=os.environ.get("WATCH_FROM", ""))
     watch.add_argument("--watch", action="store_true", help="wait and print what it caused")
     watch.add_argument("--watch-timeout", type=float, default=1800.0, help="seconds")
+    watch.add_argument("--check", action="store_true", help="only validate the knobs")
     watch.set_defaults(func=lambda args: cmd_watch(args, api_url(args)))
 
     events = sub.add_parser("events", help="the lab's recent fhv.* events (make events)")

@@ -274,3 +274,19 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert f"events: UI http://127.0.0.1:{env['PREFECT_PORT']}/events" in events_out
     finally:
         _stop(worker)
+
+
+def test_watch_and_events_without_a_server_or_with_a_bad_knob_say_so_in_one_line(prefect_lab):
+    api = lab_api(prefect_lab)
+    for args in (("watch",), ("events",), ("watch", "WATCH_AHEAD=zero")):
+        result = run_make(*args, env=prefect_lab, timeout=60)
+        assert result.returncode != 0
+        errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+        assert len(errors) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        if "WATCH_AHEAD=zero" in args:
+            assert errors[0] == "error: WATCH_AHEAD='zero' is not a whole number >= 1 (e.g. 3)"
+        else:
+            assert (
+                errors[0] == f"error: no Prefect server answers at {api}: run `make server` first"
+            )
