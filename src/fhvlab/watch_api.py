@@ -189,3 +189,12 @@ def training_runs(dates: Iterable[str], created_after: datetime) -> list[FlowRun
         if run_date(r) in wanted and r.created is not None and r.created >= created_after
     ]
     return sorted(found, key=lambda r: r.created or created_after)
+
+
+def training_runs_by_automation() -> list[FlowRun]:
+    """Runs of the training flow that an automation (a trigger) created."""
+    return [
+        r
+        for r in _training_flow_runs()
+        if r.created_by is not None and str(r.created_by.type).upper().endswith("AUTOMATION")
+    ]

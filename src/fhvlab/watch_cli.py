@@ -156,6 +156,7 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     from fhvlab import watch_api
 
     events = sorted(watch_api.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
+    started = _started_by_automation(watch_api.training_runs_by_automation())
     for event in events:
         payload = event.get("payload") or {}
         if event["event"] == w.CHECKED_EVENT:
@@ -168,6 +169,8 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
             )
             if trained := event["resource"].get("fhv.trained"):
                 details += f" trained={trained}"
+            if run := _first_after(started.get(payload.get("training_date", "")), event):
+                details += f" -> run {run.name!r} {run.state_type.value if run.state_type else '?'}"
         print(
             f"events: {event['occurred'][:19]}Z {event['event']} "
             f"{event['resource']['prefect.resource.id']} {details}"
@@ -177,6 +180,22 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     ui = _ui(api_url)
     print(f"events: UI {ui}/events (event feed), {ui}/automations (the trigger), {ui}/runs")
     return 0
+
+
+def _started_by_automation(runs: list[Any]) -> dict[str, list[Any]]:
+    """Training runs created by an automation, by date, oldest first."""
+    from fhvlab.watch_api import run_date
+
+    by_date: dict[str, list[Any]] = {}
+    for run in sorted(runs, key=lambda r: r.created):
+        by_date.setdefault(run_date(run) or "", []).append(run)
+    return by_date
+
+
+def _first_after(runs: list[Any] | None, event: dict[str, Any]) -> Any:
+    """The first of `runs` created at or after the event occurred, or None."""
+    occurred = _when(event["occurred"])
+    return next((r for r in runs or [] if r.created and r.created >= occurred), None)
 
 
 def _occurred(event: dict[str, Any]) -> str:

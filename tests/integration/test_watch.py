@@ -270,7 +270,9 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert "Traceback" not in failed.stderr
         assert len(_events(env)) == 2
         events_out = make_ok(run_make("events", env=env, timeout=60))
-        assert "fhv.month.published fhv.month.2021-08" in events_out
+        [line] = [x for x in events_out.splitlines() if "fhv.month.2021-08" in x]
+        assert f"-> run {trained['name']!r} COMPLETED" in line
+        assert "fhv.watch.checked fhv.watch 2021-08: not published yet (HTTP 404)" in events_out
         assert f"events: UI http://127.0.0.1:{env['PREFECT_PORT']}/events" in events_out
     finally:
         _stop(worker)

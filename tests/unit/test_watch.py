@@ -181,3 +181,20 @@ def test_unanswered_months_are_old_announcements_without_any_training_run():
     assert w.unanswered(record, [], soon) == []  # within the grace: its run may be coming
     healed = w.with_event_months(None, ["2021-08"])
     assert w.unanswered(healed, [], later) == []  # no announcement time: not judged
+
+
+def test_checked_line_says_where_the_watch_stopped():
+    found = w.Findings(
+        [_probe()],
+        _probe(month=Month(2021, 9), status=404, url="http://x/9"),
+        w.Verdict("not-published", "HTTP 404"),
+    )
+    payload = w.checked_payload(["2021-08", "2021-09"], found)
+    assert payload["announced"] == ["2021-08"]
+    assert w.checked_line(payload) == "2021-09: not published yet (HTTP 404) http://x/9"
+    rejected = w.Findings([], _probe(status=200, url="http://x/8"), w.Verdict("rejected", "HTML"))
+    assert w.checked_line(w.checked_payload(["2021-08"], rejected)) == (
+        "2021-08: not announced (HTML) http://x/8"
+    )
+    everything = w.checked_payload(["2021-08"], w.Findings([_probe()]))
+    assert w.checked_line(everything) == "asked 2021-08: all published"
