@@ -1,41 +1,36 @@
-"""The training flow: thin Prefect wiring around fhvlab's plain functions.
+"""The training flow: Prefect tasks and one flow over fhvlab's plain functions.
 
 Run it:  make train DATE=2021-08-15   (or: .venv/bin/python flows/train.py --date 2021-08-15)
 Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's scheduled date.
+
+What it shows of Prefect: retries only for transient errors, a cache keyed on the input
+file (a second run over unchanged months reads nothing: its `prepare_month` runs are
+`Cached`), a progress artifact while a month downloads, and a markdown artifact of the
+metrics.
 """
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-    # A child imports scikit-learn and will fit and score, on the other core, while this
-    # process imports Prefect and reads the months (fhvlab.fitproc).
-    from fhvlab import fitproc
-
-    fitproc.start()
-
 import argparse
-import logging
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.runtime import flow_run
 
-from fhvlab import fitproc, model, paths, training
+from fhvlab import model, paths, training
 from fhvlab.download import download_month
 from fhvlab.errors import LabError
-from fhvlab.monthcache import FileCache
+from fhvlab.locks import ProcessLockManager
 from fhvlab.months import parse_month
-from fhvlab.progress import LogProgress
+from fhvlab.progress import ArtifactProgress
 
 
-def _transient(task_, task_run, state) -> bool:
-    """Retry a task only for unexpected errors; a LabError is final (bad input, 404...)."""
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unexpected errors only; a LabError (bad input, HTTP 404, ...) is final."""
     try:
         state.result()
     except LabError:
@@ -45,68 +40,57 @@ def _transient(task_, task_run, state) -> bool:
     return False
 
 
-@task
-def resolve_plan(run_date: str) -> training.Plan:
-    """Which months this run trains and validates on."""
-    plan = training.plan(run_date)
-    get_run_logger().info(
-        "date %s: train on %s, validate on %s", plan.run_date, plan.train_month, plan.val_month
-    )
-    return plan
-
-
-@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_transient)
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=is_transient)
 def ensure_month(month: str, data_dir: str, data_url: str) -> str:
-    """The month's file in DATA_DIR, downloaded (and validated) if missing."""
+    """The month's file in DATA_DIR, downloaded (with a progress artifact) if missing."""
     logger = get_run_logger()
     fetched = download_month(
-        parse_month(month), Path(data_dir), data_url, progress=LogProgress(logger)
+        parse_month(month), Path(data_dir), data_url, progress=ArtifactProgress(logger)
     )
     how = "downloaded" if fetched.downloaded else "present"
     logger.info("%s: %s, %s rows, %.1f MB", month, how, f"{fetched.rows:,}", fetched.size / 1e6)
     return str(fetched.path)
 
 
-# A month travels between tasks as per-pair statistics (a few MB at most), kept in memory:
-# no result persistence, no input hashing for the cache key. A process that trains many
-# dates (a backfill's parent run) reads each month once: date D's validation month is
-# date D+1's training month. A single `make train` never hits this cache.
-PREPARED: FileCache[tuple[model.MonthStats, dict[str, Any]]] = FileCache(size=4)
+def month_file_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Cache key of `prepare_month`: the month file's identity (path, inode, size, mtime)."""
+    return training.month_cache_key(parameters["path"])
 
 
-def _prepare(path: Path) -> tuple[model.MonthStats, dict[str, Any]]:
-    """The month's statistics and description (with its checksum)."""
-    stats = model.month_stats(path)
-    return stats, training.describe_month(path, stats)
+# The statistics of a month are kept in the lab's result storage under the file's key, so
+# any later run over the same, unchanged file reads them instead of the file. Runs that
+# want the same month at the same time compute it once: the first takes the key's lock,
+# the others wait and then read its result.
+MONTH_CACHE = CacheKeyFnPolicy(cache_key_fn=month_file_key).configure(
+    isolation_level="SERIALIZABLE",
+    lock_manager=ProcessLockManager(paths.prefect_home() / "locks"),
+)
 
 
-@task(persist_result=False, cache_policy=NO_CACHE)
+@task(cache_policy=MONTH_CACHE, persist_result=True)
 def prepare_month(path: str) -> tuple[model.MonthStats, dict[str, Any]]:
     """One month reduced to per-(PU, DO) counts and duration sums, and its description."""
-    (stats, info), reused = PREPARED.get(Path(path), _prepare)  # checksum here: in parallel
+    stats = model.month_stats(Path(path))
     get_run_logger().info(
-        "%s: %s of %s rows kept, %s (PU, DO) pairs%s",
+        "%s: %s of %s rows kept, %s (PU, DO) pairs",
         Path(path).name,
         f"{stats.rows:,}",
         f"{stats.rows_read:,}",
         f"{len(stats.pairs):,}",
-        " (prepared earlier in this process)" if reused else "",
     )
-    return stats, dict(info)
+    return stats, training.describe_month(Path(path), stats)
 
 
-@task(persist_result=False, cache_policy=NO_CACHE)
-def fit_model(stats: model.MonthStats) -> fitproc.Remote | tuple[Any, Any]:
-    """Fitted DictVectorizer and LinearRegression (in `make train`'s fitting process)."""
-    return fitproc.fit(stats)
+@task
+def fit_model(stats: model.MonthStats) -> tuple[Any, Any]:
+    """The fitted DictVectorizer and LinearRegression."""
+    return model.fit(stats)
 
 
-@task(persist_result=False, cache_policy=NO_CACHE)
-def evaluate(
-    fitted: fitproc.Remote | tuple[Any, Any], train: model.MonthStats, val: model.MonthStats
-) -> dict[str, Any]:
-    """Training and validation RMSE."""
-    scores = fitproc.evaluate(fitted, train, val)
+@task
+def evaluate(fitted: tuple[Any, Any], train: model.MonthStats, val: model.MonthStats) -> dict:
+    """Training and validation RMSE, and the number of features."""
+    scores = training.evaluate(*fitted, train, val)
     get_run_logger().info(
         "train RMSE %.4f, validation RMSE %.4f, %d features",
         scores["train_rmse"],
@@ -116,24 +100,21 @@ def evaluate(
     return scores
 
 
-@task(cache_policy=NO_CACHE)
-def save(
-    fitted: fitproc.Remote | tuple[Any, Any], metrics: dict[str, Any], run_date: str, out_dir: str
-) -> dict:
+@task
+def save(fitted: tuple[Any, Any], metrics: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Write model-, dv-, metrics-{date} atomically; publish the metrics as an artifact."""
-    dv, lr = fitproc.for_saving(fitted)
-    plan = training.plan(run_date)
-    saved, record = training.save_artifacts(Path(out_dir), plan.run_date, dv, lr, metrics)
+    plan = training.plan(metrics["date"])
+    saved, record = training.save_artifacts(Path(out_dir), plan.run_date, *fitted, metrics)
     create_markdown_artifact(
         markdown=training.markdown_report(record),
-        key=f"duration-model-{run_date}",
-        description=f"ride-duration model metrics for {run_date}",
+        key=f"duration-model-{metrics['date']}",
+        description=f"ride-duration model metrics for {metrics['date']}",
     )
     get_run_logger().info("artifacts: %s, %s, %s", saved.model, saved.dv, saved.metrics)
     return record
 
 
-@flow(name="fhv-duration-training", log_prints=True)
+@flow(name="fhv-duration-training")
 def train(
     date: str | None = None,
     data_dir: str | None = None,
@@ -146,25 +127,23 @@ def train(
     right months); the locations default to DATA_DIR, ARTIFACTS_DIR and DATA_URL.
     """
     logger = get_run_logger()
-    started = time.perf_counter()
-    if fitproc.active() is None:
-        model.warm_up_in_background()  # import scikit-learn while the months are read
     if date is None:
         date = flow_run.scheduled_start_time.date().isoformat()
         logger.info("no date given: using the run's scheduled date %s", date)
+    plan = training.plan(date)
+    logger.info("date %s: train on %s, validate on %s", date, plan.train_month, plan.val_month)
     data_dir = data_dir or str(paths.data_dir())
-    artifacts_dir = artifacts_dir or str(paths.artifacts_dir())
     data_url = data_url or paths.data_url()
 
-    plan = resolve_plan(date)
-    # Both months are fetched and prepared side by side (Prefect's thread-pool task runner).
-    paths_ = [
+    # Both months are fetched and prepared side by side (the default thread-pool task runner).
+    files = [
         ensure_month.submit(str(m), data_dir, data_url) for m in (plan.train_month, plan.val_month)
     ]
-    prepared = [prepare_month.submit(p) for p in paths_]
-    for fetched in paths_:
-        fetched.result()  # a failed download raises its own error, not "upstream failed"
+    prepared = [prepare_month.submit(f) for f in files]
+    for f in files:
+        f.result()  # a failed download raises its own error, not "upstream task failed"
     (train_stats, train_info), (val_stats, val_info) = (p.result() for p in prepared)
+
     fitted = fit_model(train_stats)
     scores = evaluate(fitted, train_stats, val_stats)
     metrics = {
@@ -175,9 +154,8 @@ def train(
         "val": val_info,
         **scores,
         "versions": training.library_versions(),
-        "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
-    return save(fitted, metrics, date, artifacts_dir)
+    return save(fitted, metrics, artifacts_dir or str(paths.artifacts_dir()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,49 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", required=True, help="run date YYYY-MM-DD, e.g. 2021-08-15")
     args = parser.parse_args(argv)
     try:
-        training.plan(args.date)  # validate before any Prefect work
-        if fitproc.active() is None:  # imported, not run as a script: no fitting process
-            model.warm_up_in_background()  # overlaps the flow run's start-up on the server
+        training.plan(args.date)  # a bad date fails here, before any flow run exists
         record = train(date=args.date)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    folder = paths.artifacts_dir()
     print(
         f"train: {record['date']}: train RMSE {record['train_rmse']:.4f} "
         f"({record['train_month']}), validation RMSE {record['val_rmse']:.4f} "
         f"({record['val_month']})"
     )
     print(
-        f"train: artifacts in {folder}: {record['artifacts']['model']['file']}, "
+        f"train: artifacts in {paths.artifacts_dir()}: {record['artifacts']['model']['file']}, "
         f"{record['artifacts']['dv']['file']} ({record['artifacts']['dv']['bytes']} bytes), "
         f"metrics-{record['date']}.json"
     )
     return 0
 
 
-def exit_after_flush(code: int) -> None:
-    """Send what Prefect still holds (logs, events), then exit without interpreter teardown.
-
-    Tearing down the modules a training run imports (Prefect, pydantic, scikit-learn,
-    scipy, pandas) takes ~1 s after the work is done; everything worth keeping is already
-    on disk or on the server once the two workers are drained.
-    """
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL
-
-    APILogWorker.drain_all(timeout=30)
-    EventsWorker.drain_all(timeout=30)
-    if not PREFECT_API_URL.value():
-        # No API URL: Prefect ran a temporary server of its own for this process, which
-        # only the interpreter's exit handlers stop (os._exit would leave it running).
-        sys.exit(code)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    exit_after_flush(main())
+    sys.exit(main())

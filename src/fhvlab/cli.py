@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ log = logging.getLogger("fhvlab")
 def _cmd_data(args: argparse.Namespace) -> int:
     """`make data`: the months DATE needs, or exactly MONTHS."""
     from fhvlab.download import describe, download_months
-    from fhvlab.progress import LogProgress, TerminalBar
+    from fhvlab.progress import LogProgress, RichBar
 
     if args.months:
         months = [parse_month(m) for m in args.months]
@@ -32,16 +33,17 @@ def _cmd_data(args: argparse.Namespace) -> int:
     base_url = args.base_url or paths.data_url()
     dest = paths.data_dir()
     print(f"data: months {' '.join(map(str, months))} from {base_url} into {dest}")
-    progress = TerminalBar() if sys.stderr.isatty() else LogProgress(log)
-    fetched = download_months(
-        months,
-        dest,
-        base_url,
-        force=args.force,
-        workers=args.workers,
-        backoff=args.backoff,
-        progress=progress,
-    )
+    bar = RichBar() if sys.stderr.isatty() else contextlib.nullcontext(LogProgress(log))
+    with bar as progress:
+        fetched = download_months(
+            months,
+            dest,
+            base_url,
+            force=args.force,
+            workers=args.workers,
+            backoff=args.backoff,
+            progress=progress,
+        )
     for line in describe(fetched):
         print(f"data: {line}")
     return 0
@@ -515,6 +517,12 @@ def _cmd_reset(args: argparse.Namespace) -> int:
         print(f"reset: server stopped (pid {pid})")
     with processes.locked(processes.server_process(home).lock_file):
         processes.remove(processes.reset_targets(home, storage))
+    from fhvlab import orchestration
+
+    # The storage block was a row of the deleted database: a profile still naming it would
+    # fail every run that persists a result (make storage, run by make up, saves it again).
+    for line in orchestration.update_profile({"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": None}):
+        print(f"reset: {line} (its block was in the deleted database; make storage saves it)")
     print(f"reset: done; `make up` starts from an empty database ({keep})")
     return 0
 

@@ -20,7 +20,6 @@ The saved objects are real, fitted `DictVectorizer` and `LinearRegression` insta
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,16 +268,6 @@ def warm_up() -> None:
     import sklearn.linear_model  # noqa: F401
 
 
-_warming: list[threading.Thread] = []
-
-
-def warm_up_in_background() -> None:
-    """Start `warm_up` in a daemon thread (once), so the import overlaps reading and I/O."""
-    if not _warming:
-        _warming.append(threading.Thread(target=warm_up, name="fhvlab-warm-up", daemon=True))
-        _warming[0].start()
-
-
 def _lookup(column: np.ndarray, key: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(distinct values of `column`, `key[value]` for every row, -1 where absent)."""
     values, inverse = np.unique(column, return_inverse=True)
@@ -345,7 +334,7 @@ def fit(stats: MonthStats) -> tuple[DictVectorizer, LinearRegression]:
     of +-3e17). Such columns are zeroed before the fit, which gives the exact 0.
 
     scikit-learn is imported here, not at the top: reading a month does not need it, so
-    its ~110 MB are not resident while batches are (and `warm_up` can import it early).
+    its ~110 MB are not resident while batches are.
     """
     from scipy import sparse
     from sklearn.linear_model import LinearRegression

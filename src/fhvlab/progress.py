@@ -1,12 +1,15 @@
-"""Download progress: a live bar on a terminal, plain log lines elsewhere (CI, Prefect)."""
+"""Download progress: rich's bar on a terminal, log lines elsewhere, a Prefect progress
+artifact inside a flow run.
+
+Each is a callable `progress(month, bytes_done, bytes_total_or_None, finished)`, the shape
+`fhvlab.download` calls.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
-import time
-from typing import TextIO
+from typing import Any
 
 from fhvlab.months import Month
 
@@ -15,39 +18,43 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f}"
 
 
-class TerminalBar:
-    """One line on a terminal, redrawn at most 10 times a second, for all months at once."""
+class RichBar:
+    """A rich progress bar per month (size, speed, time left) for `make data` on a terminal."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 20) -> None:
-        self.stream, self.width = stream, width
-        self.state: dict[Month, tuple[int, int | None, bool]] = {}
+    def __init__(self, console: Any = None) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[Month, Any] = {}
         self.lock = threading.Lock()
-        self.start = time.monotonic()
-        self.last_draw = 0.0
+
+    def __enter__(self) -> RichBar:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
 
     def __call__(self, month: Month, done: int, total: int | None, finished: bool) -> None:
         with self.lock:
-            self.state[month] = (done, total, finished)
-            now = time.monotonic()
-            if finished or now - self.last_draw >= 0.1:
-                self.last_draw = now
-                self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        parts, received = [], 0
-        for month, (done, total, _) in sorted(self.state.items()):
-            received += done
-            if total:
-                filled = int(self.width * min(done, total) / total)
-                bar = "#" * filled + "." * (self.width - filled)
-                parts.append(f"{month} [{bar}] {_mb(done)}/{_mb(total)} MB")
-            else:
-                parts.append(f"{month} {_mb(done)} MB")
-        speed = received / 1e6 / max(now - self.start, 1e-6)
-        self.stream.write("\r" + " | ".join(parts) + f" | {speed:.1f} MB/s\x1b[K")
-        if all(finished for _, _, finished in self.state.values()):
-            self.stream.write("\n")
-        self.stream.flush()
+            if month not in self.tasks:
+                self.tasks[month] = self.bar.add_task(str(month), total=total)
+            self.bar.update(self.tasks[month], completed=done, total=total)
 
 
 class LogProgress:
@@ -70,3 +77,30 @@ class LogProgress:
             self.logger.info("%s: %s/%s MB (%d%%)", month, _mb(done), _mb(total), step * 25)
         else:
             self.logger.info("%s: %s MB", month, _mb(done))
+        self.on_step(month, done, total)
+
+    def on_step(self, month: Month, done: int, total: int | None) -> None:
+        """Called after each logged step (subclasses show it elsewhere too)."""
+
+
+class ArtifactProgress(LogProgress):
+    """LogProgress plus a Prefect progress artifact per month, shown on the flow run's page.
+
+    Use it inside a flow or task run: the artifact belongs to that run. It is created at
+    the first logged step, so a month already on disk shows no bar.
+    """
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        super().__init__(logger)
+        self.artifacts: dict[Month, Any] = {}
+
+    def on_step(self, month: Month, done: int, total: int | None) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        percent = min(100.0, 100.0 * done / total) if total else 0.0
+        if month not in self.artifacts:
+            self.artifacts[month] = create_progress_artifact(
+                progress=percent, description=f"download of FHV month {month}"
+            )
+        else:
+            update_progress_artifact(self.artifacts[month], progress=percent)

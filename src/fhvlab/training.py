@@ -67,6 +67,25 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def month_cache_key(path: str | Path) -> str:
+    """Cache key of a month's statistics: the file's identity and the code that reduces it.
+
+    The file is named by its absolute path, device, inode, size and modification time (ns):
+    month files only ever appear by rename (fhvlab.atomic), so a re-download or a new file
+    under the same name changes the inode and the time, and the key. The sources of
+    fhvlab.model and fhvlab.training are part of the key, so changed code recomputes.
+    The file itself is not read: a cache hit costs one stat.
+    """
+    resolved = Path(path).resolve()
+    st = resolved.stat()
+    digest = hashlib.sha256()
+    for part in (str(resolved), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
+        digest.update(f"{part}\0".encode())
+    for module in (model.__file__, __file__):
+        digest.update(Path(module).read_bytes())
+    return f"fhv-month-{resolved.stem.removeprefix('fhv_tripdata_')}-{digest.hexdigest()[:32]}"
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that shape the numbers."""
     found = {"python": platform.python_version()}

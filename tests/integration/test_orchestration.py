@@ -148,7 +148,7 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
 
     # Task runs and their states reach the database through the server's task run recorder,
     # in batches at most a second late (server.server_env): wait for them, bounded.
-    tasks = {"resolve_plan", "ensure_month", "prepare_month", "fit_model", "evaluate", "save"}
+    tasks = {"ensure_month", "prepare_month", "fit_model", "evaluate", "save"}
 
     def completed_task_runs() -> list[dict] | None:
         body = {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
@@ -169,9 +169,13 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
         "fhv_tripdata_2021-06.parquet",
         "fhv_tripdata_2021-07.parquet",
     ]
-    # Result persistence is on, but months never go to result storage: only small results.
+    # Result persistence is on: the months' statistics (prepare_month's cache, one record
+    # per month file) and small task results; never a month's rows.
     stored = [p for p in (home / "results").rglob("*") if p.is_file()]
-    assert stored, "result persistence should have stored the small task results"
+    assert {p.name.rsplit("-", 1)[0] for p in stored if p.name.startswith("fhv-month-")} == {
+        "fhv-month-2021-06",
+        "fhv-month-2021-07",
+    }
     assert max(p.stat().st_size for p in stored) < 100_000
     metrics = json.loads((artifacts / "metrics-2021-08-15.json").read_text())
     assert metrics["val_month"] == "2021-07"

@@ -193,3 +193,98 @@ def test_flow_script_without_an_api_url_leaves_no_process_behind(lab, tmp_path, 
     while (left := _processes_with(f"PREFECT_HOME={home}\0")) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left == [], f"processes left running by the flow script: {left}"
+
+
+def _flow_run_id(output: str) -> str:
+    """The flow run's id from Prefect's 'View at .../runs/flow-run/<id>' log line."""
+    import re
+
+    [found] = set(re.findall(r"/runs/flow-run/([0-9a-f-]{36})", output))
+    return found
+
+
+def _task_states(env, flow_run_id: str, count: int) -> dict[str, list[str]]:
+    """Task name -> state names of the run's task runs, once the server holds `count` final."""
+    import requests
+
+    url = f"http://127.0.0.1:{env['PREFECT_PORT']}/api/task_runs/filter"
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    deadline = time.monotonic() + 30  # the server records task-run states in 1 s batches
+    while True:
+        runs = requests.post(url, json=body, timeout=10).json()
+        final = [r for r in runs if r["state"] and r["state"]["type"] == "COMPLETED"]
+        if len(final) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    states: dict[str, list[str]] = {}
+    for run in sorted(runs, key=lambda r: r["name"]):
+        states.setdefault(run["name"].rsplit("-", 1)[0], []).append(run["state"]["name"])
+    return states
+
+
+def _artifacts(env, flow_run_id: str, kind: str) -> list[dict]:
+    import requests
+
+    url = f"http://127.0.0.1:{env['PREFECT_PORT']}/api/artifacts/filter"
+    body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "type": {"any_": [kind]}}}
+    return requests.post(url, json=body, timeout=10).json()
+
+
+def test_months_are_cached_by_file_and_recomputed_when_a_file_changes(env, fhv_files):
+    """Second run: both prepare_month runs Cached. A month file replaced under the same
+    name: that month is computed again (its new numbers), the other still Cached."""
+    first = run_make("train", "DATE=2021-08-15", env=env)
+    assert first.returncode == 0, first.stderr
+    run_id = _flow_run_id(first.stdout + first.stderr)
+    assert _task_states(env, run_id, 7)["prepare_month"] == ["Completed", "Completed"]
+    bars = _artifacts(env, run_id, "progress")  # both months were downloaded in this run
+    assert sorted(a["description"] for a in bars) == [
+        "download of FHV month 2021-06",
+        "download of FHV month 2021-07",
+    ]
+    assert [a["data"] for a in bars] == [100.0, 100.0]
+
+    second = run_make("train", "DATE=2021-08-15", env=env)
+    assert second.returncode == 0, second.stderr
+    run_id = _flow_run_id(second.stdout + second.stderr)
+    assert _task_states(env, run_id, 7)["prepare_month"] == ["Cached", "Cached"]
+    assert _artifacts(env, run_id, "progress") == []  # nothing downloaded
+    art = Path(env["ARTIFACTS_DIR"])
+    before = json.loads((art / "metrics-2021-08-15.json").read_text())
+
+    # Another month under July's name (FORCE-like replacement: a new file, renamed in place).
+    july = Path(env["DATA_DIR"]) / "fhv_tripdata_2021-07.parquet"
+    other = synthetic_month(parse_month("2021-07"), 2000, seed=7)
+    other.to_parquet(july.with_name(".new.parquet"))
+    july.with_name(".new.parquet").replace(july)
+    third = run_make("train", "DATE=2021-08-15", env=env)
+    assert third.returncode == 0, third.stderr
+    run_id = _flow_run_id(third.stdout + third.stderr)
+    assert sorted(_task_states(env, run_id, 7)["prepare_month"]) == ["Cached", "Completed"]
+    after = json.loads((art / "metrics-2021-08-15.json").read_text())
+    assert after["train_rmse"] == before["train_rmse"]
+    assert after["val"]["sha256"] == training.sha256(july) != before["val"]["sha256"]
+    dv, lr = model.fit(model.month_stats(fhv_files["2021-06"]))
+    assert after["val_rmse"] == pytest.approx(model.rmse(dv, lr, model.month_stats(july)), abs=1e-9)
+
+
+def test_two_runs_at_once_prepare_each_month_once(env, fhv_files):
+    """Two `make train` for one date started together: each month is reduced by one run;
+    the other waits for the month's cache lock and reads the result (Cached)."""
+    data = Path(env["DATA_DIR"])
+    data.mkdir()
+    for month in ("2021-06", "2021-07"):
+        shutil.copy(fhv_files[month], data / fhv_files[month].name)
+    cmd = ["make", "--no-print-directory", "-C", str(ROOT), "train", "DATE=2021-08-15"]
+    runs = [
+        subprocess.Popen(
+            cmd, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [r.communicate(timeout=240)[0] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outputs
+    states = [_task_states(env, _flow_run_id(out), 7)["prepare_month"] for out in outputs]
+    computed = sum(s.count("Completed") for s in states)
+    cached = sum(s.count("Cached") for s in states)
+    assert (computed, cached) == (2, 2), states

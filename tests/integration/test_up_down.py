@@ -240,6 +240,8 @@ def _check_down_reset(env, home: Path) -> None:
     assert not (home / "prefect.db").exists()
     assert not (home / "results").exists()
     assert (home / "profiles.toml").exists()
+    # the storage block went with the database: the profile no longer names it
+    assert "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK" not in (home / "profiles.toml").read_text()
     assert (Path(env["ARTIFACTS_DIR"]) / "metrics-2021-08-15.json").exists()
 
     make_ok(run_make("up", env=env, timeout=400))

@@ -376,3 +376,22 @@ def test_a_corrupt_month_is_a_data_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match=r"fhv_tripdata_2021-07\.parquet: not a readable parquet"):
         model.month_stats(path)
+
+
+def test_month_cache_key_follows_the_file_not_its_name(tmp_path):
+    """Same file: same key. Rewritten under the same name (new inode, time): another key."""
+    import os
+
+    from fhvlab.atomic import atomic_path
+
+    path = tmp_path / "fhv_tripdata_2021-06.parquet"
+    path.write_bytes(b"first")
+    key = training.month_cache_key(path)
+    assert key == training.month_cache_key(str(path))
+    assert key.startswith("fhv-month-2021-06-")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"first")  # same bytes, a new file: recomputed, never trusted
+    assert training.month_cache_key(path) != key
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert training.month_cache_key(path) != key
