@@ -41,7 +41,7 @@ WATCH         ?= 0                       # 1: `make run` / `make backfill` wait 
 FROM          ?=                         # `make backfill` / `make report`: first date YYYY-MM-DD
 TO            ?=                         # ... and last date (included)
 CONCURRENCY   ?= 2                       # backfill dates running at once (a Prefect global concurrency limit)
-WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` waits at most
+WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` (and `make watch WATCH=1`) waits at most
 DATABASE_URL  ?=                         # server database: empty = SQLite in PREFECT_HOME; postgresql+asyncpg://user:pw@host:port/db
 PG_DIR        ?= $(ROOT)/env/postgres    # `make postgres`: the lab's PostgreSQL cluster, password file, log
 PG_PORT       ?=                         # ... its port on 127.0.0.1; empty: the last one used, else a free one

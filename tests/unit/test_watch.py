@@ -198,3 +198,25 @@ def test_checked_line_says_where_the_watch_stopped():
     )
     everything = w.checked_payload(["2021-08"], w.Findings([_probe()]))
     assert w.checked_line(everything) == "asked 2021-08: all published"
+
+
+def test_make_events_pairs_each_announcement_with_the_first_run_after_it():
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from fhvlab import watch_cli
+
+    def run(name: str, day: str, created: str):
+        when = datetime.fromisoformat(created).replace(tzinfo=UTC)
+        return SimpleNamespace(name=name, parameters={"date": day}, created=when)
+
+    runs = [
+        run("late", "2021-09-15", "2021-09-21T10:05:00"),
+        run("before", "2021-09-15", "2021-09-01T00:00:00"),
+        run("other", "2021-10-15", "2021-09-21T10:00:01"),
+    ]
+    by_date = watch_cli._started_by_automation(runs)
+    assert [r.name for r in by_date["2021-09-15"]] == ["before", "late"]
+    event = {"occurred": "2021-09-21T10:00:00Z"}
+    assert watch_cli._first_after(by_date["2021-09-15"], event).name == "late"
+    assert watch_cli._first_after(by_date.get("2022-01-15"), event) is None
