@@ -8,7 +8,8 @@ One server for every step (it is the slow part), small generated months:
 3. 2021-09 answers 200 with an HTML page: a third run announces nothing (one warning line)
    and creates no run.
 4. 2021-09 published, worker down, two watch runs at once: announced once; the training run
-   for 2021-10-15 waits as a SCHEDULED run and completes when a worker comes back.
+   for 2021-10-15 waits as a SCHEDULED run and completes when a worker comes back. An
+   announcement marked trained (`fhv.trained=true`, posted by the test) starts no run.
 5. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it,
    and `make alerts` posts it once.
 """
@@ -19,7 +20,8 @@ import os
 import signal
 import subprocess
 import time
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,8 +45,27 @@ def _when(text: str) -> datetime:
 
 
 def _events(env, name: str = "fhv.month.published") -> list[dict]:
+    """The events named `name`, oldest first, without the test's hand-made one (2021-07)."""
     body = {"filter": {"event": {"prefix": [name]}, "order": "ASC"}, "limit": 50}
-    return api_post(env, "/events/filter", body)["events"]
+    found = api_post(env, "/events/filter", body)["events"]
+    return [e for e in found if e["resource"]["prefect.resource.id"] != "fhv.month.2021-07"]
+
+
+def _post_trained_announcement(env) -> None:
+    """A hand-made fhv.month.published for 2021-07 whose date 2021-08-15 is marked trained."""
+    event = {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": "fhv.month.published",
+        "resource": {
+            "prefect.resource.id": "fhv.month.2021-07",
+            "fhv.training-date": "2021-08-15",
+            "fhv.trained": "true",
+        },
+        "payload": {"month": "2021-07", "training_date": "2021-08-15", "already_trained": True},
+    }
+    response = requests.post(f"{lab_api(env)}/events", json=[event], timeout=10)
+    assert response.status_code == 204, response.text
 
 
 def _training_runs(env, day: str) -> list[dict]:
@@ -205,6 +226,8 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         _stop(worker)
         worker = None
         fhv_server.serve_file(months["2021-09"].name, months["2021-09"])
+        # Before it, an announcement whose date is trained already: the trigger ignores it.
+        _post_trained_announcement(env)
         held = api_post(
             env,
             "/v2/concurrency_limits/increment-with-lease",
@@ -270,6 +293,9 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert "Traceback" not in failed.stderr
         assert len(_events(env)) == 2
         events_out = make_ok(run_make("events", env=env, timeout=60))
+        # The trained announcement (posted before 2021-09's, whose run came long ago) started
+        # nothing.
+        assert _training_runs(env, "2021-08-15") == []
         [line] = [x for x in events_out.splitlines() if "fhv.month.2021-08" in x]
         assert f"-> run {trained['name']!r} COMPLETED" in line
         assert "fhv.watch.checked fhv.watch 2021-08: not published yet (HTTP 404)" in events_out
