@@ -93,6 +93,17 @@ def _watch_runs_of(env, event: dict) -> list[dict]:
     return [r for r in _watch_runs(env) if r["id"] in ids]
 
 
+def _post_retrying(env, path: str, body: dict) -> requests.Response:
+    """POST to the API, again after a 503 (SQLite's "database is locked"), 5 times at most."""
+    for attempt in range(5):
+        response = requests.post(f"{lab_api(env)}{path}", json=body, timeout=10)
+        if response.status_code != 503:
+            response.raise_for_status()
+            return response
+        time.sleep(0.5 * (attempt + 1))
+    raise AssertionError(f"POST {path}: 503 five times: {response.text}")
+
+
 def _run(env, run_id: str) -> dict:
     response = requests.get(f"{lab_api(env)}/flow_runs/{run_id}", timeout=10)
     response.raise_for_status()
@@ -228,11 +239,11 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         fhv_server.serve_file(months["2021-09"].name, months["2021-09"])
         # Before it, an announcement whose date is trained already: the trigger ignores it.
         _post_trained_announcement(env)
-        held = api_post(
+        held = _post_retrying(
             env,
             "/v2/concurrency_limits/increment-with-lease",
             {"names": ["fhv-watch"], "slots": 1, "mode": "concurrency", "lease_duration": 120},
-        )
+        ).json()
         make_ok(run_make("watch", env=env, timeout=60))
         make_ok(run_make("watch", env=env, timeout=60))
         pair = [r for r in _watch_runs(env) if r["parameters"]][-2:]
@@ -251,10 +262,8 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
                 "both watch runs to be RUNNING (waiting for the slot)",
             )
             assert len(_events(env)) == 1  # neither got past the limit
-            released = requests.post(
-                f"{lab_api(env)}/v2/concurrency_limits/decrement-with-lease",
-                json={"lease_id": held["lease_id"]},
-                timeout=10,
+            released = _post_retrying(
+                env, "/v2/concurrency_limits/decrement-with-lease", {"lease_id": held["lease_id"]}
             )
             assert released.status_code == 204, released.text
             assert once.wait(timeout=180) == 0
