@@ -75,9 +75,23 @@ def _api_url() -> str:
 
 
 def _session():
+    """A REST session for reads (events filter): 503s, SQLite's "database is locked", retried."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
     from fhvlab.server import api_session
 
-    return api_session()
+    session = api_session()
+    retry = Retry(
+        total=5,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=frozenset({"GET", "POST"}),  # POST /events/filter only reads
+        backoff_factor=0.5,
+        raise_on_status=False,
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
 
 
 def read_events(
