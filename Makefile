@@ -41,7 +41,7 @@ WATCH         ?= 0                       # 1: `make run` / `make backfill` wait 
 FROM          ?=                         # `make backfill` / `make report`: first date YYYY-MM-DD
 TO            ?=                         # ... and last date (included)
 CONCURRENCY   ?= 2                       # backfill dates running at once (threads of the one backfill run; one such run at a time)
-WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` waits at most
+WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` (and `make watch WATCH=1`) waits at most
 DATABASE_URL  ?=                         # server database: empty = SQLite in PREFECT_HOME; postgresql+asyncpg://user:pw@host:port/db
 PG_DIR        ?= $(ROOT)/env/postgres    # `make postgres`: the lab's PostgreSQL cluster, password file, log
 PG_PORT       ?=                         # ... its port on 127.0.0.1; empty: the last one used, else a free one
@@ -53,13 +53,18 @@ LINES         ?= 40                      # how many last lines of each log `make
 YES           ?= 0                       # 1: `make reset` really deletes (without it: only lists)
 WEBHOOK_URL   ?=                         # Slack/Discord/any incoming webhook for `make alerts` (secret)
 BIG           ?= 0                       # 1: `make bench` adds two 23 M-row months (~0.9 GB in .bench/, minutes)
+# issue 20: runs started by events (`make watch`, `make events`, docs/events.md)
+WATCH_CRON    ?= 0 8 * * *               # when the fhv-watch deployment asks DATA_URL for new months (daily 08:00, TIMEZONE)
+WATCH_AHEAD   ?= 3                       # months past the newest known one a watch asks about at most
+WATCH_FROM    ?=                         # YYYY-MM: newest month already out when DATA_DIR has none newer (empty: DATA_DIR's newest)
 
 # `?=` keeps the blanks before a trailing comment: strip every knob once, make folders absolute.
 KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR ARTIFACTS_DIR PREFECT_HOME \
   PYTEST_ARGS TEST_JOBS PREFECT_HOST PREFECT_PORT API_URL UI_API_URL STORAGE_URL WORK_POOL WORK_QUEUE \
   DEPLOYMENT CRON TIMEZONE ONCE WORKER_POLL WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
   DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS \
-  FOLLOW LINES YES WEBHOOK_URL BIG
+  FOLLOW LINES YES WEBHOOK_URL BIG \
+  WATCH_CRON WATCH_AHEAD WATCH_FROM
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
@@ -96,6 +101,7 @@ export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT AP
 export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE STORAGE_URL
 export DATABASE_URL PG_DIR PG_PORT PG_BIN
 export WEBHOOK_URL  # read by `make alerts` from the environment, never on a printed command line
+export WATCH_CRON WATCH_AHEAD WATCH_FROM  # prefect.yaml's fhv-watch deployment, `make watch`
 export PREFECT_API_URL := $(API_URL)
 export PREFECT_LOGGING_EXTRA_LOGGERS := fhvlab
 # How often `make worker` / `make up`'s worker asks for due runs (Prefect 3 default 10 s).
@@ -243,6 +249,7 @@ work-queue-ls: $(STAMP) ## list the work queues of WORK_POOL (prefect work-queue
 deploy: server config storage work-queue ## deploy the training flow from prefect.yaml on CRON (course: DeploymentSpec + deployment create)
 	@cd $(ROOT) && $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file prefect.yaml
 	@echo "deploy: $(FLOW_NAME)/$(DEPLOYMENT) on $(WORK_POOL)/$(WORK_QUEUE), cron '$(CRON)' ($(TIMEZONE))"
+	@echo "deploy: fhv-watch/fhv-watch, cron '$(WATCH_CRON)' ($(TIMEZONE)); trigger: event fhv.month.published -> $(FLOW_NAME)/$(DEPLOYMENT) (docs/events.md)"
 	@$(VPY) -m fhvlab automations --flow "$(FLOW_NAME)"
 
 .PHONY: worker
@@ -257,6 +264,21 @@ run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); W
 	@$(CHECK_DATE)
 	@$(VENV)/bin/prefect deployment run "$(FLOW_NAME)/$(DEPLOYMENT)" --param date="$(DATE)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
+
+# issue 20: runs started by events. `make deploy` creates the fhv-watch deployment (WATCH_CRON)
+# and the training deployment's trigger (prefect.yaml); see docs/events.md.
+.PHONY: watch
+watch: $(STAMP) ## a run of the fhv-watch deployment now: announce new months as events; WATCH=1 waits, prints the training runs they start
+	@$(VPY) -m fhvlab watch --check --ahead "$(WATCH_AHEAD)" --from "$(WATCH_FROM)"
+	@$(VPY) -m fhvlab api-check
+	@if ! $(VPY) -m fhvlab deployed --name fhv-watch/fhv-watch; then \
+	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi
+	@$(VPY) -m fhvlab watch --ahead "$(WATCH_AHEAD)" --from "$(WATCH_FROM)" \
+	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout "$(WATCH_TIMEOUT)",)
+
+.PHONY: events
+events: $(STAMP) ## the lab's recent fhv.* events (Prefect event feed), one line each, and the UI link
+	@$(VPY) -m fhvlab events
 
 .PHONY: ui
 ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium) -> ARTIFACTS_DIR/ui/

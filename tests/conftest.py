@@ -231,6 +231,7 @@ _SLOW_FIRST = (
     "test_crash.py::",
     "test_backfill_faults.py::test_killed_worker",
     "test_up_down.py::test_up_run_alerts_logs_down_reset",
+    "test_watch.py::test_watch_announces",
     "test_onboarding.py::test_tour_twice",
     "test_past_one_machine.py::test_a_worker_in_another_checkout",
     "test_orchestration.py::test_module_end_to_end",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ class Route:
     bytes_per_second: float | None = None  # trickle the body (for Ctrl-C tests)
     hold: threading.Event | None = None  # a byte every 0.5 s until set, then the rest
     announce_length: int | None = None  # Content-Length to announce instead of len(body)
+    last_modified: str | None = None  # a Last-Modified header (the TLC's CloudFront sends one)
 
 
 class FHVServer:
@@ -34,10 +36,17 @@ class FHVServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
+        self.allow_head = False  # like before: HEAD answers 501, a ranged GET must be used
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = self._handle_error  # type: ignore[method-assign]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/trip-data"
+
+    def _handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-body (a ranged GET read 16 bytes) is no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            ThreadingHTTPServer.handle_error(self.httpd, request, client_address)  # type: ignore[arg-type]
 
     def serve_file(self, name: str, path: Path, **kw: object) -> None:
         self.routes[f"/trip-data/{name}"] = Route(body=path.read_bytes(), **kw)  # type: ignore[arg-type]
@@ -50,6 +59,21 @@ class FHVServer:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_HEAD(self) -> None:
+                if not server.allow_head:
+                    self.send_error(501, f"Unsupported method ({self.command!r})")
+                    return
+                route = server.routes.get(self.path)
+                if route is None:
+                    self._reply(404, b"", "text/html")
+                    return
+                self.send_response(route.status)
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", str(route.announce_length or len(route.body)))
+                if route.last_modified:
+                    self.send_header("Last-Modified", route.last_modified)
+                self.end_headers()
 
             def do_GET(self) -> None:
                 with server.lock:
@@ -66,6 +90,8 @@ class FHVServer:
                 self.send_header("Content-Type", route.content_type)
                 announced = route.announce_length
                 self.send_header("Content-Length", str(announced or len(route.body)))
+                if route.last_modified:
+                    self.send_header("Last-Modified", route.last_modified)
                 self.end_headers()
                 body = route.body
                 if announced is not None:  # a body we never send in full: close at once

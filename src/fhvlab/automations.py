@@ -264,3 +264,32 @@ def remove_alerts(deployment: str) -> list[str]:
             client.delete_block_document(doc.id)
             done.append(f"deleted webhook block {ALERT_BLOCK!r}")
     return done or ["no alerts were set; nothing to remove"]
+
+
+# ---- issue 20: the watch deployment's failures are alerted too -----------------------------
+WATCH_DEPLOYMENT = ("fhv-watch", "fhv-watch")  # flow, deployment (prefect.yaml)
+
+
+def ensure_watch_alerts() -> list[str]:
+    """The alerts automation for the fhv-watch deployment, with the block `ensure_alerts` saved.
+
+    A watch run that cannot reach DATA_URL FAILS; this posts it once, like a training run.
+    """
+    flow, deployment = WATCH_DEPLOYMENT
+    with get_client(sync_client=True) as client:
+        try:
+            dep_id = client.read_deployment_by_name(f"{flow}/{deployment}").id
+        except ObjectNotFound:
+            return [f"no deployment {flow}/{deployment} yet: its runs are not alerted"]
+        block = client.read_block_document_by_name(ALERT_BLOCK, "custom-webhook")
+        return [_upsert(client, alerts_automation(_names(deployment)["alerts"], dep_id, block.id))]
+
+
+def remove_watch_alerts() -> list[str]:
+    """Delete the fhv-watch deployment's alerts automation (nothing to do is fine)."""
+    done = []
+    with get_client(sync_client=True) as client:
+        for found in client.read_automations_by_name(_names(WATCH_DEPLOYMENT[1])["alerts"]):
+            client.delete_automation(found.id)
+            done.append(f"deleted automation {found.name!r}")
+    return done

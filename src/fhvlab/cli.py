@@ -449,9 +449,11 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         )
     with processes.locked(paths.prefect_home() / ".automations.lock"):
         if args.off:
-            lines = automations.remove_alerts(args.deployment)
+            lines = automations.remove_watch_alerts()  # issue 20
+            lines += automations.remove_alerts(args.deployment)
         else:
             lines = automations.ensure_alerts(args.flow, args.deployment, url)
+            lines += automations.ensure_watch_alerts()  # issue 20
     for line in lines:
         print(f"alerts: {line}")
     return 0
@@ -709,6 +711,11 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("--pool", required=True)
     queue.add_argument("--queue", required=True)
     queue.set_defaults(func=_cmd_work_queue)
+
+    # issue 20: `make watch` and `make events` (runs started by events; src/fhvlab/watch_cli.py)
+    from fhvlab import watch_cli
+
+    watch_cli.add_parsers(sub, _add_api_arg, _api_url)
     return parser
 
 

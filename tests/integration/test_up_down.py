@@ -140,6 +140,7 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
         "fhv-backfill: crash runs without heartbeat",
         "fhv-monthly: crash runs without heartbeat",
         "fhv-monthly: re-run a crashed run once",
+        "fhv-monthly: train when a month is published",  # prefect.yaml's trigger (issue 20)
     ]
 
     # Alerts: the URL never shows, a second call updates in place.

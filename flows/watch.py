@@ -1,0 +1,177 @@
+"""The watch flow: announce each newly published FHV month once, as a Prefect event.
+
+Deployed by `make deploy` as fhv-watch/fhv-watch on WATCH_CRON; run now with `make watch`
+(or: .venv/bin/python flows/watch.py). Each new month becomes an event
+`fhv.month.published` (resource fhv.month.YYYY-MM); the training deployment's trigger
+(prefect.yaml) turns it into a training run for the date that month completes.
+See docs/events.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.events import emit_event
+
+from fhvlab import paths, watch_api
+from fhvlab import watch as w
+from fhvlab.errors import LabError
+from fhvlab.months import parse_month
+
+
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def ensure_watch_limit() -> str:
+    """The global concurrency limit `fhv-watch` (1 slot) exists."""
+    return watch_api.ensure_limit(w.LIMIT)
+
+
+@task(cache_policy=NO_CACHE)
+def read_known(data_dir: str) -> dict[str, Any]:
+    """Months in DATA_DIR (with sizes) and months already announced (Variable and events)."""
+    record = watch_api.read_record()
+    from_events = watch_api.announced_by_events()
+    if missing := sorted(set(from_events) - {str(m) for m in w.announced_months(record)}):
+        # a run died after its event reached the server, before recording it: record now
+        record = w.with_event_months(record, missing)
+        watch_api.save_record(record)
+    announced = [str(m) for m in w.announced_months(record)]
+    local = {str(m): size for m, size in w.local_months(Path(data_dir)).items()}
+    get_run_logger().info(
+        "known: %s in %s; announced before: %s",
+        ", ".join(sorted(local)) or "no month",
+        data_dir,
+        ", ".join(announced) or "none",
+    )
+    return {"record": record, "announced": announced, "local": local}
+
+
+@task(cache_policy=NO_CACHE)
+def check_answered(record: dict[str, Any]) -> list[str]:
+    """Warn about announced months whose training date has no run: the trigger was off."""
+    dates = [str(w.training_date(m)) for m in w.announced_months(record)]
+    missing = w.unanswered(record, watch_api.dates_with_runs(dates), datetime.now(UTC))
+    for month in missing:
+        day = w.training_date(month)
+        get_run_logger().warning(
+            "%s was announced but no training run for %s exists (was the trigger off when its "
+            "event came? events are not replayed): make run DATE=%s",
+            month,
+            day,
+            day,
+        )
+    return [str(m) for m in missing]
+
+
+@task(cache_policy=NO_CACHE)
+def find_published(data_url: str, months: list[str], smallest: int) -> w.Findings:
+    """Ask DATA_URL about the months in order (HEAD, or a ranged GET); stop at the first gap."""
+    logger = get_run_logger()
+    with w.make_session() as session:
+        found = w.find_published(session, data_url, map(parse_month, months), smallest)
+    for probe in found.published:
+        logger.info(
+            "%s: published (%s bytes, %s) %s", probe.month, probe.size, probe.method, probe.url
+        )
+    if found.stop is not None and found.stopped_at is not None:
+        where = found.stopped_at
+        if found.stop.kind == "rejected":
+            logger.warning("%s not announced: %s %s", where.month, where.url, found.stop.reason)
+        else:
+            logger.info(
+                "%s: not published yet (%s from %s)", where.month, found.stop.reason, where.url
+            )
+    return found
+
+
+@task(cache_policy=NO_CACHE)
+def announce(probe: w.Probe, record: dict[str, Any]) -> dict[str, Any]:
+    """Emit fhv.month.published once, wait until the server has it, then record it."""
+    logger = get_run_logger()
+    day = w.training_date(probe.month)
+    trained = day.isoformat() in watch_api.completed_dates([day])
+    event = emit_event(
+        event=w.EVENT,
+        resource=w.event_resource(probe, trained),
+        payload=w.event_payload(probe, trained),
+    )
+    if event is None:
+        raise LabError("Prefect did not emit the event (no API configured?)")
+    waited = watch_api.wait_until_stored(str(event.id))
+    now = datetime.now(UTC).isoformat()
+    new_record = w.with_announced(record, probe, str(event.id), now, trained)
+    watch_api.save_record(new_record)
+    logger.info(
+        "announced %s (event %s, stored after %.1f s): training date %s%s",
+        probe.month,
+        event.id,
+        waited,
+        day,
+        " already has a COMPLETED run: not trained again" if trained else "",
+    )
+    return new_record
+
+
+@task(cache_policy=NO_CACHE)
+def report(months: list[str], found: w.Findings) -> None:
+    """The run's outcome as a markdown artifact and an `fhv.watch.checked` event."""
+    create_markdown_artifact(
+        markdown=w.summary_markdown(months, found),
+        key="fhv-watch",
+        description="months asked about and announced by the last watch run",
+    )
+    emit_event(
+        event=w.CHECKED_EVENT,
+        resource={"prefect.resource.id": "fhv.watch", "prefect.resource.name": "FHV watch"},
+        payload=w.checked_payload(months, found),
+    )
+
+
+@flow(name="fhv-watch", log_prints=True)
+def watch(
+    ahead: int | None = None,
+    watch_from: str | None = None,
+    data_url: str | None = None,
+    data_dir: str | None = None,
+) -> list[str]:
+    """Announce each month published after the newest known one; returns those months.
+
+    Looks at most `ahead` months past the newest month in DATA_DIR, announced before, or
+    `watch_from` (YYYY-MM); those default to WATCH_AHEAD and WATCH_FROM, the locations to
+    DATA_URL and DATA_DIR. One watch at a time announces (global concurrency limit).
+    """
+    ahead = ahead or w.parse_ahead(os.environ.get("WATCH_AHEAD", "").strip() or w.DEFAULT_AHEAD)
+    watch_from = watch_from or os.environ.get("WATCH_FROM", "").strip() or None
+    data_url = data_url or paths.data_url()
+    data_dir = data_dir or str(paths.data_dir())
+    start_from = parse_month(watch_from) if watch_from else None
+    ensure_watch_limit()
+    with concurrency(w.LIMIT, occupy=1, timeout_seconds=600, strict=True):
+        known = read_known(data_dir)
+        check_answered(known["record"])
+        newest = w.newest_known(
+            map(parse_month, known["local"]), map(parse_month, known["announced"]), start_from
+        )
+        months = [str(m) for m in w.months_to_probe(newest, ahead)]
+        found = find_published(data_url, months, w.min_size(known["local"].values()))
+        record = known["record"]
+        for probe in found.published:
+            record = announce(probe, record)
+    announced = [str(p.month) for p in found.published]
+    report(months, found)
+    return announced
+
+
+if __name__ == "__main__":
+    try:
+        print(f"watch: announced {watch() or 'nothing'}")
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

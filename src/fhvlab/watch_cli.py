@@ -1,0 +1,223 @@
+"""`make watch` and `make events`: the command-line edge of runs started by events.
+
+`python -m fhvlab watch [--watch]`: a run of the fhv-watch deployment now; with --watch,
+wait for it, print the months it announced and the training runs their events started.
+`python -m fhvlab events`: the lab's recent `fhv.*` events, one line each, and the UI link.
+Heavy imports (Prefect) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fhvlab import server
+from fhvlab.errors import LabError
+from fhvlab.months import parse_month
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+CREATED_WITHIN = 60.0  # seconds an announced month's training run may take to appear
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _ui(api_url: str) -> str:
+    return os.environ.get("UI_API_URL", "").strip().removesuffix("/api") or api_url.removesuffix(
+        "/api"
+    )
+
+
+def _wait_final(http: Any, run_id: Any, timeout: float) -> Any:
+    """The flow run once its state is final, or None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = http.read_flow_run(run_id)
+        if run.state_type is not None and run.state_type.value in FINAL:
+            return run
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
+
+
+def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
+    """The events named `name` a flow run emitted, oldest first."""
+    from fhvlab import watch_api
+
+    mine = watch_api.read_events(prefix=name, related_id=f"prefect.flow-run.{run_id}")
+    return sorted(mine, key=lambda e: e["occurred"])
+
+
+def _line(event: dict[str, Any]) -> str:
+    payload = event.get("payload") or {}
+    trained = event["resource"].get("fhv.trained") == "true"
+    return (
+        f"{payload.get('month')}: {payload.get('size'):,} bytes, Last-Modified "
+        f"{payload.get('last_modified') or '?'}; training date {payload.get('training_date')}"
+        + (" (already has a COMPLETED run: not trained again)" if trained else "")
+    )
+
+
+def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
+    """A run of fhv-watch now; with --watch, its outcome and the training runs it caused."""
+    from fhvlab import watch as w
+
+    ahead = w.parse_ahead(args.ahead)  # bad knobs: one line, nothing contacted
+    if args.watch_from:
+        parse_month(args.watch_from)
+    if args.check:
+        return 0
+    server.require_api(api_url)
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from fhvlab import watch_api
+    from fhvlab.backfill_api import workers_online
+
+    parameters: dict[str, Any] = {"ahead": ahead, "watch_from": args.watch_from or None}
+    name = f"{watch_api.WATCH_FLOW}/{watch_api.WATCH_DEPLOYMENT}"
+    try:
+        run = run_deployment(name, parameters=parameters, timeout=0)
+    except ObjectNotFound:
+        raise LabError(f"no deployment {name}: run `make deploy` first") from None
+    ui = _ui(api_url)
+    print(f"watch: flow run {run.name!r} of {name}; UI {ui}/runs/flow-run/{run.id}", flush=True)
+    if not args.watch:
+        print("watch: a worker runs it (make worker, make up); WATCH=1 waits for what it announces")
+        return 0
+    with watch_api.client() as http:
+        if not workers_online(http, os.environ.get("WORK_POOL", "fhv-pool")):
+            print("watch: no worker polls the pool yet: start one with `make worker`; waiting")
+        done = _wait_final(http, run.id, args.watch_timeout)
+        if done is None:
+            raise LabError(f"watch run {run.name!r} not final after {args.watch_timeout:.0f} s")
+        if done.state_type.value != "COMPLETED":
+            message = (done.state.message if done.state else "") or ""
+            raise LabError(f"watch run {run.name!r} {done.state_type.value}: {message}")
+        events = _published_by(run.id)
+        checked = _published_by(run.id, w.CHECKED_EVENT)
+        stored_by = time.monotonic() + 15  # the server stores events in batches (~seconds)
+        while not checked and time.monotonic() < stored_by:
+            time.sleep(1.0)
+            checked = _published_by(run.id, w.CHECKED_EVENT)
+        if checked:
+            print(f"watch: {w.checked_line(checked[-1].get('payload') or {})}")
+        if not events:
+            print("watch: nothing new announced")
+            return 0
+        for event in events:
+            print(f"watch: announced {_line(event)}")
+        _follow_training(http, events, args.watch_timeout, ui, print)
+    return 0
+
+
+def _follow_training(
+    http: Any, events: list[dict[str, Any]], timeout: float, ui: str, say: Callable[[str], Any]
+) -> None:
+    """Wait (bounded) for the training run each event caused, and print its outcome."""
+    from fhvlab import watch_api
+
+    wanted = {
+        e["payload"]["training_date"]: _when(e["occurred"])
+        for e in events
+        if e["resource"].get("fhv.trained") != "true"
+    }
+    deadline = time.monotonic() + timeout
+    created_deadline = time.monotonic() + CREATED_WITHIN
+    bad = []
+    for day, occurred in sorted(wanted.items()):
+        while not (runs := watch_api.training_runs([day], occurred)):
+            if time.monotonic() > created_deadline:
+                raise LabError(
+                    f"no training run for {day} within {CREATED_WITHIN:.0f} s of its event: "
+                    "is the trigger there? (make deploy; UI: Automations)"
+                )
+            time.sleep(1.0)
+        run = runs[0]
+        say(f"watch: training run {run.name!r} for {day} created by the automation; waiting")
+        done = _wait_final(http, run.id, max(1.0, deadline - time.monotonic()))
+        state = done.state_type.value if done is not None else "not final yet"
+        say(f"watch: training run {run.name!r} for {day}: {state}; UI {ui}/runs/flow-run/{run.id}")
+        if state != "COMPLETED":
+            bad.append(day)
+    if bad:
+        raise LabError(f"training for {', '.join(bad)} did not complete")
+
+
+def cmd_events(args: argparse.Namespace, api_url: str) -> int:
+    """The lab's recent fhv.* events, one line each (newest last), and where to see them."""
+    server.require_api(api_url)
+    from fhvlab import watch as w
+    from fhvlab import watch_api
+
+    events = sorted(watch_api.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
+    started = _started_by_automation(watch_api.training_runs_by_automation())
+    for event in events:
+        payload = event.get("payload") or {}
+        if event["event"] == w.CHECKED_EVENT:
+            details = w.checked_line(payload)
+        else:
+            details = " ".join(
+                f"{k}={payload[k]}"
+                for k in ("size", "last_modified", "training_date")
+                if k in payload
+            )
+            if trained := event["resource"].get("fhv.trained"):
+                details += f" trained={trained}"
+            if run := _first_after(started.get(payload.get("training_date", "")), event):
+                details += f" -> run {run.name!r} {run.state_type.value if run.state_type else '?'}"
+        print(
+            f"events: {event['occurred'][:19]}Z {event['event']} "
+            f"{event['resource']['prefect.resource.id']} {details}"
+        )
+    if not events:
+        print("events: no fhv.* event yet (make watch announces newly published months)")
+    ui = _ui(api_url)
+    print(f"events: UI {ui}/events (event feed), {ui}/automations (the trigger), {ui}/runs")
+    return 0
+
+
+def _started_by_automation(runs: list[Any]) -> dict[str, list[Any]]:
+    """Training runs created by an automation, by date, oldest first."""
+    from fhvlab.watch_api import run_date
+
+    by_date: dict[str, list[Any]] = {}
+    for run in sorted(runs, key=lambda r: r.created):
+        by_date.setdefault(run_date(run) or "", []).append(run)
+    return by_date
+
+
+def _first_after(runs: list[Any] | None, event: dict[str, Any]) -> Any:
+    """The first of `runs` created at or after the event occurred, or None."""
+    occurred = _when(event["occurred"])
+    return next((r for r in runs or [] if r.created and r.created >= occurred), None)
+
+
+def _occurred(event: dict[str, Any]) -> str:
+    return event["occurred"]
+
+
+def add_parsers(
+    sub: Any,
+    add_api_arg: Callable[[argparse.ArgumentParser], None],
+    api_url: Callable[[argparse.Namespace], str],
+) -> None:
+    """Add the `watch` and `events` commands to `python -m fhvlab`."""
+    watch = sub.add_parser("watch", help="a run of the fhv-watch deployment now (make watch)")
+    add_api_arg(watch)
+    watch.add_argument("--ahead", default=os.environ.get("WATCH_AHEAD", "3"))
+    watch.add_argument("--from", dest="watch_from", default=os.environ.get("WATCH_FROM", ""))
+    watch.add_argument("--watch", action="store_true", help="wait and print what it caused")
+    watch.add_argument("--watch-timeout", type=float, default=1800.0, help="seconds")
+    watch.add_argument("--check", action="store_true", help="only validate the knobs")
+    watch.set_defaults(func=lambda args: cmd_watch(args, api_url(args)))
+
+    events = sub.add_parser("events", help="the lab's recent fhv.* events (make events)")
+    add_api_arg(events)
+    events.add_argument("--limit", type=int, default=50)
+    events.set_defaults(func=lambda args: cmd_events(args, api_url(args)))
