@@ -44,9 +44,8 @@ def env(name: str, default: str = "") -> str:
     return os.environ.get(name, "").strip() or default
 
 
-def get_json(url: str, timeout: float = 3.0) -> object | None:
-    """GET `url` as JSON; None when it fails in any way."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+def _send(request: urllib.request.Request, timeout: float) -> object | None:
+    """Send `request` (with the API's basic auth, if set); decoded JSON, None on any failure."""
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
     if auth:
         import base64
@@ -57,6 +56,11 @@ def get_json(url: str, timeout: float = 3.0) -> object | None:
             return json.loads(response.read() or b"null")
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def get_json(url: str, timeout: float = 3.0) -> object | None:
+    """GET `url` as JSON; None when it fails in any way."""
+    return _send(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout)
 
 
 def post_json(url: str, body: dict, timeout: float = 5.0) -> object | None:
@@ -67,16 +71,7 @@ def post_json(url: str, body: dict, timeout: float = 5.0) -> object | None:
         headers={"Accept": "application/json", "Content-Type": "application/json"},
         method="POST",
     )
-    auth = os.environ.get("PREFECT_API_AUTH_STRING")
-    if auth:
-        import base64
-
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read() or b"null")
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    return _send(request, timeout)
 
 
 def check_python() -> Check:

@@ -77,6 +77,30 @@ def make_ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+def wait_for(predicate, timeout: float, what: str):
+    """Poll `predicate` every 0.5 s until it returns something truthy (returned); fail the
+    test after `timeout` seconds, naming `what` it waited for."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
+    return value
+
+
+def stop_group(proc: subprocess.Popen | None) -> None:
+    """Stop a process started with `start_new_session=True`, and its children: SIGTERM to
+    its process group, SIGKILL after 20 s."""
+    import signal
+
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def lab_api(env: Mapping[str, str]) -> str:
     """The API URL of the lab server the knobs `env` start."""
     return f"http://127.0.0.1:{env['PREFECT_PORT']}/api"

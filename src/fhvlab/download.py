@@ -132,7 +132,12 @@ def valid_rows(path: Path) -> int | None:
         return None
 
 
-def make_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
+def make_session(
+    retries: int = 4,
+    backoff: float = 0.5,
+    methods: frozenset[str] = frozenset({"GET"}),
+    agent: str = "fhvlab-downloader",
+) -> requests.Session:
     """A session that retries connection errors and HTTP 429/5xx with exponential backoff."""
     retry = Retry(
         total=retries,
@@ -140,7 +145,7 @@ def make_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
         read=retries,
         status=retries,
         status_forcelist=TRANSIENT_STATUS,
-        allowed_methods=frozenset({"GET"}),
+        allowed_methods=methods,
         backoff_factor=backoff,
         respect_retry_after_header=True,
         raise_on_status=False,
@@ -149,7 +154,7 @@ def make_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.headers["User-Agent"] = "fhvlab-downloader"
+    session.headers["User-Agent"] = agent
     return session
 
 

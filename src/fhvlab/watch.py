@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from fhvlab import download
 from fhvlab.download import _reason, month_url
 from fhvlab.errors import BadInput, LabError
 from fhvlab.months import Month, parse_month
@@ -138,22 +137,9 @@ def judge(probe: Probe, smallest: int) -> Verdict:
 
 def make_session(retries: int = 2, backoff: float = 0.3) -> requests.Session:
     """A session that retries connection errors and 5xx a few times (HEAD and GET)."""
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=frozenset({"HEAD", "GET"}),
-        backoff_factor=backoff,
-        raise_on_status=False,
+    return download.make_session(
+        retries, backoff, methods=frozenset({"HEAD", "GET"}), agent="fhvlab-watch"
     )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "fhvlab-watch"
-    return session
 
 
 def _total_size(response: requests.Response) -> int | None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import time
 from datetime import datetime
@@ -23,7 +21,7 @@ from fhvlab import model, training
 from fhvlab.backfill import max_overlap
 from fhvlab.months import parse_month
 from fhvlab.synthetic import write_synthetic_month
-from tests.conftest import ROOT, clean_env, run_make
+from tests.conftest import ROOT, clean_env, run_make, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -86,16 +84,6 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.mark.parametrize(
@@ -178,9 +166,9 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
         assert "runs 1 dates" not in third.stdout
     finally:
         if backfill is not None:
-            _stop(backfill)
+            stop_group(backfill)
         if worker is not None:
-            _stop(worker)
+            stop_group(worker)
 
     runs = _date_runs(env)
     assert len(runs) == 5  # 4 dates + the re-run; the third call created nothing

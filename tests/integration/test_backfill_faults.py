@@ -23,7 +23,7 @@ import requests
 
 from fhvlab.months import parse_month
 from fhvlab.synthetic import write_synthetic_month
-from tests.conftest import api_post, clean_env, lab_api, make_ok, run_make
+from tests.conftest import api_post, clean_env, lab_api, make_ok, run_make, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,21 +53,13 @@ def _states(env) -> Counter:
     return Counter(r["state_type"] for r in _date_runs(env))
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
-    return value
-
-
 def _kill_server(env) -> int:
     pid = int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    _wait(lambda: not _answers(env), 30, "the killed server to stop answering")
+    wait_for(lambda: not _answers(env), 30, "the killed server to stop answering")
     return pid
 
 
@@ -92,7 +84,7 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
     try:
         make_ok(run_make("up", env=env, timeout=400))
         make_ok(run_make("backfill", *RANGE, env=env, timeout=120))
-        _wait(
+        wait_for(
             lambda: _states(env)["COMPLETED"] >= 2 and _states(env)["RUNNING"] >= 1,
             180,
             "2 dates COMPLETED and 1 RUNNING (waiting on the slow month)",
@@ -144,7 +136,7 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
             f"/deployments/{deployment['id']}/create_flow_run",
             {"parameters": {"dates": DATES, "range_from": DATES[0], "range_to": DATES[-1]}},
         )
-        _wait(
+        wait_for(
             lambda: (
                 requests.get(f"{lab_api(env)}/flow_runs/{extra['id']}", timeout=10).json()[
                     "state_type"
@@ -207,14 +199,14 @@ def test_killed_worker_and_backfill_run_leak_no_slot(prefect_lab, fhv_server, mo
     try:
         make_ok(run_make("up", env=env, timeout=400))
         make_ok(run_make("backfill", *few, env=env, timeout=120))
-        _wait(lambda: _states(env)["RUNNING"] >= 2, 120, "2 dates RUNNING")
+        wait_for(lambda: _states(env)["RUNNING"] >= 2, 120, "2 dates RUNNING")
         victims = _kill_worker_and_its_runs(home)
         killed = time.monotonic()
         print(f"killed the worker and its flow-run processes {victims}", flush=True)
         assert [active for name, active in _slots(env) if name.startswith("deployment:")] == [1]
 
         # The lab's automation marks the silent runs CRASHED; that frees the slot.
-        _wait(
+        wait_for(
             lambda: not [n for n, active in _slots(env) if active] and not _states(env)["RUNNING"],
             180,
             "the dead backfill run's slot to be freed and no date left RUNNING",

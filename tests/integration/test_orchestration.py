@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import run_make
+from tests.conftest import run_make, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +55,6 @@ def _scheduled_runs(env, deployment_id: str) -> list[dict]:
 def _named_blocks(env) -> list[str]:
     body = {"block_documents": {"is_anonymous": {"eq_": False}}}
     return [b["name"] for b in _post(env, "/block_documents/filter", body)]
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def _port_free(port: int) -> bool:
@@ -111,7 +101,7 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
     [schedule] = deployment["schedules"]
     assert schedule["schedule"]["cron"] == "0 9 15 * *"
     assert schedule["schedule"]["timezone"] == "UTC"
-    runs = _wait_for(
+    runs = wait_for(
         lambda: (r := _scheduled_runs(env, deployment["id"])) and len(r) >= 3 and r,
         60,
         "the scheduler to create the upcoming runs",
@@ -157,7 +147,7 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
         done = all(t["state_type"] == "COMPLETED" for t in found)
         return found if tasks <= names and done else None
 
-    _wait_for(completed_task_runs, 30, f"task runs {sorted(tasks)} all COMPLETED")
+    wait_for(completed_task_runs, 30, f"task runs {sorted(tasks)} all COMPLETED")
     artifacts = Path(env["ARTIFACTS_DIR"])
     assert sorted(p.name for p in artifacts.iterdir()) == [
         "dv-2021-08-15.pkl",
@@ -187,7 +177,7 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
     # The server dies hard; a restart finds everything where it was.
     pid = int((home / "server.pid").read_text())
     os.killpg(pid, signal.SIGKILL)
-    _wait_for(lambda: _port_free(int(env["PREFECT_PORT"])), 20, "the killed server's port")
+    wait_for(lambda: _port_free(int(env["PREFECT_PORT"])), 20, "the killed server's port")
     restarted = _ok(run_make("server", env=env))
     assert "server: started" in restarted  # the stale PID file did not fool it
     assert [d["id"] for d in _deployments(env)] == [deployment["id"]]
@@ -300,7 +290,7 @@ def _postgres_restart_is_survived(env, deployment_id: str, flow_run_id: str) -> 
     ready = requests.get(f"{_api(env)}/ready", timeout=30)
     assert ready.status_code == 503  # the server is up and says its database is not
     _ok(run_make("postgres", env=pg))
-    _wait_for(
+    wait_for(
         lambda: requests.get(f"{_api(env)}/ready", timeout=30).status_code == 200,
         60,
         "the server to reach PostgreSQL again",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fhvlab import processes
-from tests.conftest import ROOT, api_post, clean_env, make_ok, run_make
+from tests.conftest import ROOT, api_post, clean_env, make_ok, run_make, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +56,6 @@ def _port_free(port: str) -> bool:
 def _at_once(n: int, *args: str, env) -> list[subprocess.CompletedProcess[str]]:
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(lambda _: run_make(*args, env=env, timeout=600), range(n)))
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
-    return value
 
 
 class Receiver:
@@ -159,7 +151,7 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
     make_ok(run_make("run", "DATE=2021-08-15", "WATCH=1", env=env, timeout=300))
     failed = run_make("run", "DATE=2021-05-15", "WATCH=1", env=env, timeout=300)  # 404 month
     assert failed.returncode != 0
-    [post] = _wait(lambda: list(hook.posts), 60, "the alert of the failed run")
+    [post] = wait_for(lambda: list(hook.posts), 60, "the alert of the failed run")
     [run] = api_post(
         env, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}}
     )
@@ -205,10 +197,10 @@ def _check_logs(env) -> None:
         reader.daemon = True
         reader.start()
         # Its first lines (the tails) mean it has noted where each log ends.
-        _wait(lambda: any(x.startswith("worker |") for x in lines), 60, "make logs FOLLOW=1")
+        wait_for(lambda: any(x.startswith("worker |") for x in lines), 60, "make logs FOLLOW=1")
         with (Path(env["PREFECT_HOME"]) / "worker.log").open("a") as log:
             log.write("probe line for make logs FOLLOW=1\n")
-        _wait(
+        wait_for(
             lambda: any("worker | probe line for make logs FOLLOW=1" in x for x in lines),
             20,
             "make logs FOLLOW=1 to show a new worker line",

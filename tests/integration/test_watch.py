@@ -16,8 +16,6 @@ One server for every step (it is the slow part), small generated months:
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -30,7 +28,16 @@ import requests
 from fhvlab import model, training
 from fhvlab.months import parse_month
 from fhvlab.synthetic import write_synthetic_month
-from tests.conftest import ROOT, api_post, clean_env, lab_api, make_ok, run_make
+from tests.conftest import (
+    ROOT,
+    api_post,
+    clean_env,
+    lab_api,
+    make_ok,
+    run_make,
+    stop_group,
+    wait_for,
+)
 from tests.fhvhttp import Route
 from tests.integration.test_up_down import Receiver
 
@@ -110,16 +117,6 @@ def _run(env, run_id: str) -> dict:
     return response.json()
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
-
-
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("a") as out:
         return subprocess.Popen(
@@ -130,16 +127,6 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _plain_val_rmse(train: Path, val: Path) -> float:
@@ -234,7 +221,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         # The test holds the watch's concurrency slot until both are RUNNING (so they surely
         # overlap): 2021-09 is announced once. Its training run waits, SCHEDULED, and
         # completes when a worker is back.
-        _stop(worker)
+        stop_group(worker)
         worker = None
         fhv_server.serve_file(months["2021-09"].name, months["2021-09"])
         # Before it, an announcement whose date is trained already: the trigger ignores it.
@@ -256,7 +243,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
             start_new_session=True,
         )
         try:
-            _wait_for(
+            wait_for(
                 lambda: all(_run(env, r["id"])["state_type"] == "RUNNING" for r in pair),
                 120,
                 "both watch runs to be RUNNING (waiting for the slot)",
@@ -268,15 +255,15 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
             assert released.status_code == 204, released.text
             assert once.wait(timeout=180) == 0
         finally:
-            _stop(once)
+            stop_group(once)
         assert all(_run(env, r["id"])["state_type"] == "COMPLETED" for r in pair)
         assert [e["payload"]["month"] for e in _events(env)] == ["2021-08", "2021-09"]
-        [waiting] = _wait_for(
+        [waiting] = wait_for(
             lambda: _training_runs(env, "2021-10-15"), CREATED_WITHIN, "the run for 2021-10-15"
         )
         assert _run(env, waiting["id"])["state_type"] == "SCHEDULED"  # no worker: it waits
         worker = _start_worker(env, worker_log)
-        _wait_for(
+        wait_for(
             lambda: _run(env, waiting["id"])["state_type"] == "COMPLETED",
             180,
             "the waiting run to complete once a worker is back",
@@ -291,7 +278,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
             alerts = make_ok(run_make("alerts", f"WEBHOOK_URL={hook.url}", env=env, timeout=60))
             assert "automation 'fhv-watch: alert on failed or crashed runs'" in alerts
             failed = run_make("watch", "WATCH=1", env=env, timeout=180)
-            [post] = _wait_for(lambda: list(hook.posts), 60, "the alert of the failed watch run")
+            [post] = wait_for(lambda: list(hook.posts), 60, "the alert of the failed watch run")
         assert "fhv-watch" in post["json"]["text"]
         assert f"cannot reach DATA_URL: {fhv_server.url}/" in post["json"]["text"]
         assert failed.returncode != 0
@@ -310,7 +297,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert "fhv.watch.checked fhv.watch 2021-08: not published yet (HTTP 404)" in events_out
         assert f"events: UI http://127.0.0.1:{env['PREFECT_PORT']}/events" in events_out
     finally:
-        _stop(worker)
+        stop_group(worker)
 
 
 def test_watch_and_events_without_a_server_or_with_a_bad_knob_say_so_in_one_line(prefect_lab):
