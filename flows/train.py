@@ -3,10 +3,10 @@
 Run it:  make train DATE=2021-08-15   (or: .venv/bin/python flows/train.py --date 2021-08-15)
 Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's scheduled date.
 
-What it shows of Prefect: retries only for transient errors, a cache keyed on the input
-file (a second run over unchanged months reads nothing: its `prepare_month` runs are
-`Cached`), a progress artifact while a month downloads, and a markdown artifact of the
-metrics.
+What it shows of Prefect: retries only for transient errors, caching (a month's statistics
+keyed on its file, the fit keyed on those statistics: a second run over unchanged months
+reads nothing and fits nothing, its tasks are `Cached`), a progress artifact while a month
+downloads, and a markdown artifact of the metrics.
 """
 
 from __future__ import annotations
@@ -81,30 +81,33 @@ def prepare_month(path: str) -> tuple[model.MonthStats, dict[str, Any]]:
     return stats, training.describe_month(Path(path), stats)
 
 
-@task
-def fit_model(stats: model.MonthStats) -> tuple[Any, Any]:
-    """The fitted DictVectorizer and LinearRegression."""
-    return model.fit(stats)
+def fit_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Cache key of `fit_and_score`: both months' statistics and the model's code."""
+    return training.fit_cache_key(parameters["train"], parameters["val"])
 
 
-@task
-def evaluate(fitted: tuple[Any, Any], train: model.MonthStats, val: model.MonthStats) -> dict:
-    """Training and validation RMSE, and the number of features."""
-    scores = training.evaluate(*fitted, train, val)
+@task(cache_key_fn=fit_key, persist_result=True)
+def fit_and_score(train: model.MonthStats, val: model.MonthStats) -> tuple[bytes, bytes, dict]:
+    """Fit the DictVectorizer and LinearRegression on `train`, score both months.
+
+    The fitted objects travel as their pickles (the bytes the artifact files hold), so a
+    cache hit needs no scikit-learn at all.
+    """
+    dv, lr, scores = training.fit_and_score(train, val)
     get_run_logger().info(
         "train RMSE %.4f, validation RMSE %.4f, %d features",
         scores["train_rmse"],
         scores["val_rmse"],
         scores["n_features"],
     )
-    return scores
+    return dv, lr, scores
 
 
 @task
-def save(fitted: tuple[Any, Any], metrics: dict[str, Any], out_dir: str) -> dict[str, Any]:
+def save(dv: bytes, lr: bytes, metrics: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Write model-, dv-, metrics-{date} atomically; publish the metrics as an artifact."""
     plan = training.plan(metrics["date"])
-    saved, record = training.save_artifacts(Path(out_dir), plan.run_date, *fitted, metrics)
+    saved, record = training.save_artifacts(Path(out_dir), plan.run_date, dv, lr, metrics)
     create_markdown_artifact(
         markdown=training.markdown_report(record),
         key=f"duration-model-{metrics['date']}",
@@ -144,8 +147,7 @@ def train(
         f.result()  # a failed download raises its own error, not "upstream task failed"
     (train_stats, train_info), (val_stats, val_info) = (p.result() for p in prepared)
 
-    fitted = fit_model(train_stats)
-    scores = evaluate(fitted, train_stats, val_stats)
+    dv, lr, scores = fit_and_score(train_stats, val_stats)
     metrics = {
         "date": date,
         "train_month": str(plan.train_month),
@@ -155,7 +157,7 @@ def train(
         **scores,
         "versions": training.library_versions(),
     }
-    return save(fitted, metrics, artifacts_dir or str(paths.artifacts_dir()))
+    return save(dv, lr, metrics, artifacts_dir or str(paths.artifacts_dir()))
 
 
 def main(argv: list[str] | None = None) -> int:

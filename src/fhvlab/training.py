@@ -81,9 +81,29 @@ def month_cache_key(path: str | Path) -> str:
     digest = hashlib.sha256()
     for part in (str(resolved), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
         digest.update(f"{part}\0".encode())
+    _code_digest(digest)
+    return f"fhv-month-{resolved.stem.removeprefix('fhv_tripdata_')}-{digest.hexdigest()[:32]}"
+
+
+def _code_digest(digest: Any) -> None:
+    """Feed the sources of the code that computes a result (fhvlab.model, this module)."""
     for module in (model.__file__, __file__):
         digest.update(Path(module).read_bytes())
-    return f"fhv-month-{resolved.stem.removeprefix('fhv_tripdata_')}-{digest.hexdigest()[:32]}"
+
+
+def fit_cache_key(train: model.MonthStats, val: model.MonthStats) -> str:
+    """Cache key of a fit and its scores: both months' statistics and the code.
+
+    The statistics are hashed, not their files: a month re-downloaded with the same content
+    gives the same statistics, hence the same model.
+    """
+    digest = hashlib.sha256()
+    for stats in (train, val):
+        for array in (stats.pairs, stats.count, stats.total, stats.total_sq):
+            digest.update(array.tobytes())
+        digest.update(f"{stats.rows_read}\0".encode())
+    _code_digest(digest)
+    return f"fhv-fit-{digest.hexdigest()[:40]}"
 
 
 def library_versions() -> dict[str, str]:
@@ -117,6 +137,15 @@ def evaluate(
         "val_rmse": model.rmse(dv, lr, val),
         "n_features": len(dv.feature_names_),
     }
+
+
+def fit_and_score(
+    train: model.MonthStats, val: model.MonthStats
+) -> tuple[bytes, bytes, dict[str, Any]]:
+    """Fit on `train`, score on both months; the vectorizer and model as the bytes of their
+    pickles (what the artifact files hold), and the scores."""
+    dv, lr = model.fit(train)
+    return pickled(dv), pickled(lr), evaluate(dv, lr, train, val)
 
 
 def markdown_report(metrics: dict[str, Any]) -> str:

@@ -138,7 +138,7 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
 
     # Task runs and their states reach the database through the server's task run recorder,
     # in batches at most a second late (server.server_env): wait for them, bounded.
-    tasks = {"ensure_month", "prepare_month", "fit_model", "evaluate", "save"}
+    tasks = {"ensure_month", "prepare_month", "fit_and_score", "save"}
 
     def completed_task_runs() -> list[dict] | None:
         body = {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}

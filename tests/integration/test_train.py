@@ -231,12 +231,12 @@ def _artifacts(env, flow_run_id: str, kind: str) -> list[dict]:
 
 
 def test_months_are_cached_by_file_and_recomputed_when_a_file_changes(env, fhv_files):
-    """Second run: both prepare_month runs Cached. A month file replaced under the same
-    name: that month is computed again (its new numbers), the other still Cached."""
+    """Second run: both prepare_month runs and the fit Cached. A month file replaced under
+    the same name: that month is computed again (its new numbers), the other still Cached."""
     first = run_make("train", "DATE=2021-08-15", env=env)
     assert first.returncode == 0, first.stderr
     run_id = _flow_run_id(first.stdout + first.stderr)
-    assert _task_states(env, run_id, 7)["prepare_month"] == ["Completed", "Completed"]
+    assert _task_states(env, run_id, 6)["prepare_month"] == ["Completed", "Completed"]
     bars = _artifacts(env, run_id, "progress")  # both months were downloaded in this run
     assert sorted(a["description"] for a in bars) == [
         "download of FHV month 2021-06",
@@ -247,7 +247,9 @@ def test_months_are_cached_by_file_and_recomputed_when_a_file_changes(env, fhv_f
     second = run_make("train", "DATE=2021-08-15", env=env)
     assert second.returncode == 0, second.stderr
     run_id = _flow_run_id(second.stdout + second.stderr)
-    assert _task_states(env, run_id, 7)["prepare_month"] == ["Cached", "Cached"]
+    states = _task_states(env, run_id, 6)
+    assert states["prepare_month"] == ["Cached", "Cached"]
+    assert states["fit_and_score"] == ["Cached"]  # same statistics: no fit, no scikit-learn
     assert _artifacts(env, run_id, "progress") == []  # nothing downloaded
     art = Path(env["ARTIFACTS_DIR"])
     before = json.loads((art / "metrics-2021-08-15.json").read_text())
@@ -260,7 +262,9 @@ def test_months_are_cached_by_file_and_recomputed_when_a_file_changes(env, fhv_f
     third = run_make("train", "DATE=2021-08-15", env=env)
     assert third.returncode == 0, third.stderr
     run_id = _flow_run_id(third.stdout + third.stderr)
-    assert sorted(_task_states(env, run_id, 7)["prepare_month"]) == ["Cached", "Completed"]
+    states = _task_states(env, run_id, 6)
+    assert sorted(states["prepare_month"]) == ["Cached", "Completed"]
+    assert states["fit_and_score"] == ["Completed"]  # July's statistics changed
     after = json.loads((art / "metrics-2021-08-15.json").read_text())
     assert after["train_rmse"] == before["train_rmse"]
     assert after["val"]["sha256"] == training.sha256(july) != before["val"]["sha256"]
@@ -284,7 +288,7 @@ def test_two_runs_at_once_prepare_each_month_once(env, fhv_files):
     ]
     outputs = [r.communicate(timeout=240)[0] for r in runs]
     assert [r.returncode for r in runs] == [0, 0], outputs
-    states = [_task_states(env, _flow_run_id(out), 7)["prepare_month"] for out in outputs]
+    states = [_task_states(env, _flow_run_id(out), 6)["prepare_month"] for out in outputs]
     computed = sum(s.count("Completed") for s in states)
     cached = sum(s.count("Cached") for s in states)
     assert (computed, cached) == (2, 2), states

@@ -395,3 +395,25 @@ def test_month_cache_key_follows_the_file_not_its_name(tmp_path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert training.month_cache_key(path) != key
+
+
+def test_fit_cache_key_follows_the_statistics(tmp_path):
+    """Same statistics: same key (whichever file they came from); other statistics: another."""
+    from fhvlab.synthetic import write_synthetic_month
+
+    a = model.month_stats(
+        write_synthetic_month(tmp_path / "a.parquet", parse_month("2021-06"), 500, seed=1)
+    )
+    b = model.month_stats(
+        write_synthetic_month(tmp_path / "b.parquet", parse_month("2021-07"), 500, seed=2)
+    )
+    again = model.month_stats(
+        write_synthetic_month(tmp_path / "c.parquet", parse_month("2021-06"), 500, seed=1)
+    )
+    assert training.fit_cache_key(a, b) == training.fit_cache_key(again, b)
+    assert training.fit_cache_key(a, b) != training.fit_cache_key(b, a)
+    dv, lr, scores = training.fit_and_score(a, b)
+    fitted_dv, fitted_lr = model.fit(a)
+    assert scores == training.evaluate(fitted_dv, fitted_lr, a, b)
+    assert pickle.loads(dv).feature_names_ == fitted_dv.feature_names_
+    assert pickle.loads(lr).coef_.tolist() == fitted_lr.coef_.tolist()
