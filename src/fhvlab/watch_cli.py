@@ -19,7 +19,6 @@ from fhvlab import server
 from fhvlab.errors import LabError
 from fhvlab.months import parse_month
 
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 CREATED_WITHIN = 60.0  # seconds an announced month's training run may take to appear
 
 
@@ -34,15 +33,11 @@ def _ui(api_url: str) -> str:
 
 
 def _wait_final(http: Any, run_id: Any, timeout: float) -> Any:
-    """The flow run once its state is final, or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        run = http.read_flow_run(run_id)
-        if run.state_type is not None and run.state_type.value in FINAL:
-            return run
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(1.0)
+    """The flow run once its state is final (Prefect's `wait_for_flow_run`), or None after
+    `timeout` seconds."""
+    from fhvlab.backfill_api import wait_for_runs
+
+    return http.read_flow_run(run_id) if wait_for_runs([run_id], timeout) else None
 
 
 def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
