@@ -18,8 +18,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fhvlab import backfill as bf
-from fhvlab import backfill_api, paths
+from fhvlab import settings
+from fhvlab.orchestration import backfill as bf
+from fhvlab.orchestration import backfill_runs as backfill_api
 from train import train  # flows/train.py: Prefect puts this file's folder on sys.path
 
 
@@ -52,7 +53,7 @@ def write_summary(range_dates: list[str], range_from: str, range_to: str) -> str
     days = [date.fromisoformat(d) for d in range_dates]
     with backfill_api.client() as http:
         rows, csv_path, png_path = backfill_api.build_report(
-            http, days, first, last, paths.artifacts_dir()
+            http, days, first, last, settings.artifacts_dir()
         )
     title = bf.table_markdown_title(range_from, range_to, rows)
     get_run_logger().info("%s -> %s, %s", title, csv_path, png_path)

@@ -21,12 +21,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.runtime import flow_run
 
-from fhvlab import model, paths, training
-from fhvlab.download import download_month
+from fhvlab import settings
+from fhvlab.data.download import download_month
+from fhvlab.data.months import parse_month
+from fhvlab.data.progress import ArtifactProgress
 from fhvlab.errors import LabError
-from fhvlab.locks import ProcessLockManager
-from fhvlab.months import parse_month
-from fhvlab.progress import ArtifactProgress
+from fhvlab.model import duration as model
+from fhvlab.model import training
+from fhvlab.orchestration.locks import ProcessLockManager
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -63,7 +65,7 @@ def month_file_key(context: Any, parameters: dict[str, Any]) -> str:
 # the others wait and then read its result.
 MONTH_CACHE = CacheKeyFnPolicy(cache_key_fn=month_file_key).configure(
     isolation_level="SERIALIZABLE",
-    lock_manager=ProcessLockManager(paths.prefect_home() / "locks"),
+    lock_manager=ProcessLockManager(settings.prefect_home() / "locks"),
 )
 
 
@@ -135,8 +137,8 @@ def train(
         logger.info("no date given: using the run's scheduled date %s", date)
     plan = training.plan(date)
     logger.info("date %s: train on %s, validate on %s", date, plan.train_month, plan.val_month)
-    data_dir = data_dir or str(paths.data_dir())
-    data_url = data_url or paths.data_url()
+    data_dir = data_dir or str(settings.data_dir())
+    data_url = data_url or settings.data_url()
 
     # Both months are fetched and prepared side by side (the default thread-pool task runner).
     files = [
@@ -157,7 +159,7 @@ def train(
         **scores,
         "versions": training.library_versions(),
     }
-    return save(dv, lr, metrics, artifacts_dir or str(paths.artifacts_dir()))
+    return save(dv, lr, metrics, artifacts_dir or str(settings.artifacts_dir()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({record['val_month']})"
     )
     print(
-        f"train: artifacts in {paths.artifacts_dir()}: {record['artifacts']['model']['file']}, "
+        f"train: artifacts in {settings.artifacts_dir()}: {record['artifacts']['model']['file']}, "
         f"{record['artifacts']['dv']['file']} ({record['artifacts']['dv']['bytes']} bytes), "
         f"metrics-{record['date']}.json"
     )

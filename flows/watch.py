@@ -9,7 +9,6 @@ See docs/events.md.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +20,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 
-from fhvlab import paths, watch_api
-from fhvlab import watch as w
+from fhvlab import settings
+from fhvlab.data.months import parse_month
 from fhvlab.errors import LabError
-from fhvlab.months import parse_month
+from fhvlab.orchestration import watch as w
+from fhvlab.orchestration import watch_runs as watch_api
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -147,10 +147,11 @@ def watch(
     `watch_from` (YYYY-MM); those default to WATCH_AHEAD and WATCH_FROM, the locations to
     DATA_URL and DATA_DIR. One watch at a time announces (global concurrency limit).
     """
-    ahead = ahead or w.parse_ahead(os.environ.get("WATCH_AHEAD", "").strip() or w.DEFAULT_AHEAD)
-    watch_from = watch_from or os.environ.get("WATCH_FROM", "").strip() or None
-    data_url = data_url or paths.data_url()
-    data_dir = data_dir or str(paths.data_dir())
+    knobs = settings.current()
+    ahead = ahead or w.parse_ahead(knobs.watch_ahead)
+    watch_from = watch_from or knobs.watch_from.strip() or None
+    data_url = data_url or settings.data_url()
+    data_dir = data_dir or str(settings.data_dir())
     start_from = parse_month(watch_from) if watch_from else None
     ensure_watch_limit()
     with concurrency(w.LIMIT, occupy=1, timeout_seconds=600, strict=True):

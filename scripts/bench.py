@@ -29,9 +29,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fhvlab.atomic import atomic_path
-from fhvlab.months import parse_month
-from fhvlab.synthetic import synthetic_month, write_synthetic_month
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import synthetic_month, write_synthetic_month
+from fhvlab.files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"

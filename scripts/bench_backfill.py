@@ -37,8 +37,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from fhvlab.months import months_for  # noqa: E402
-from fhvlab.synthetic import write_synthetic_month  # noqa: E402
+from fhvlab.data.months import months_for  # noqa: E402
+from fhvlab.data.synthetic import write_synthetic_month  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1100000"))
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "4")

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import requests
 
-from fhvlab.months import Month
-from fhvlab.synthetic import write_synthetic_month
+from fhvlab.data.months import Month
+from fhvlab.data.synthetic import write_synthetic_month
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"

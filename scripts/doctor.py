@@ -23,6 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 STAMP = ROOT / ".venv" / ".lab-stamp"
+sys.path.insert(0, str(ROOT / "src"))
+from fhvlab.knobs import lab_defaults  # noqa: E402  (stdlib only: runs before .venv exists)
+
+LAB_DEFAULTS = lab_defaults()
 FLOW = "fhv-duration-training"
 
 
@@ -41,7 +45,7 @@ MARKS = {"ok": "[ok]  ", "warn": "[!]   ", "fail": "[FAIL]", "skip": "[--]  "}
 
 def env(name: str, default: str = "") -> str:
     """A knob as `make` exported it (or the default when run by hand)."""
-    return os.environ.get(name, "").strip() or default
+    return os.environ.get(name, "").strip() or LAB_DEFAULTS.get(name, "") or default
 
 
 def _send(request: urllib.request.Request, timeout: float) -> object | None:
@@ -182,7 +186,7 @@ def check_prefect() -> Check:
 
 
 def check_home() -> list[Check]:
-    home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
+    home = Path(env("PREFECT_HOME"))
     checks = []
     profiles = home / "profiles.toml"
     active = None
@@ -230,19 +234,19 @@ def port_holder(host: str, port: int, home: Path) -> tuple[str, str]:
 
 def client_host() -> str:
     """Host a client calls for the lab's server (0.0.0.0 means: this machine)."""
-    host = env("PREFECT_HOST", "127.0.0.1")
+    host = env("PREFECT_HOST")
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
 def api_url() -> str:
     """The API URL in effect, as the Makefile computes it."""
-    return env("API_URL", f"http://{client_host()}:{env('PREFECT_PORT', '4200')}/api")
+    return env("API_URL", f"http://{client_host()}:{env('PREFECT_PORT')}/api")
 
 
 def check_api() -> tuple[list[Check], bool]:
-    port = env("PREFECT_PORT", "4200")
+    port = env("PREFECT_PORT")
     api = api_url()
-    home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
+    home = Path(env("PREFECT_HOME"))
     healthy = get_json(f"{api}/health") is True
     checks = []
     local = urllib.parse.urlsplit(api).hostname in ("127.0.0.1", "localhost", client_host())
@@ -279,8 +283,8 @@ def check_api() -> tuple[list[Check], bool]:
 
 def check_orchestration(api_up: bool) -> list[Check]:
     api = api_url()
-    pool, queue = env("WORK_POOL", "fhv-pool"), env("WORK_QUEUE", "fhv-queue")
-    deployment = env("DEPLOYMENT", "fhv-monthly")
+    pool, queue = env("WORK_POOL"), env("WORK_QUEUE")
+    deployment = env("DEPLOYMENT")
     names = ("work pool", "work queue", "deployment")
     if not api_up:
         return [Check(n, "skip", "server not answering", "make server") for n in names]
@@ -329,7 +333,7 @@ def check_concurrency(api_up: bool) -> Check:
     if not stuck:
         return Check("concurrency", "ok", f"{len(limits)} limit(s), no slot held by a dead run")
     first = stuck[0].split(" (")[0]
-    home = env("PREFECT_HOME", str(ROOT / "env" / "prefect"))
+    home = env("PREFECT_HOME")
     prefect = str(ROOT / ".venv" / "bin" / "prefect")
     return Check(
         "concurrency",
@@ -363,7 +367,7 @@ def postgres_answers(host: str, port: int) -> bool:
 
 def check_database(api_up: bool) -> Check:
     """Which database the server uses (password masked) and whether it answers."""
-    home = Path(env("PREFECT_HOME", str(ROOT / "env" / "prefect")))
+    home = Path(env("PREFECT_HOME"))
     url = next(
         (
             env(n)
@@ -443,13 +447,13 @@ def check_shell() -> Check:
 
 
 def check_data() -> list[Check]:
-    date = env("DATE", "2021-08-15")
-    data_dir = Path(env("DATA_DIR", str(ROOT / "data")))
+    date = env("DATE")
+    data_dir = Path(env("DATA_DIR"))
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from fhvlab.training import plan\n"
-        "from fhvlab.download import month_filename, valid_rows\n"
+        "from fhvlab.model.training import plan\n"
+        "from fhvlab.data.download import month_filename, valid_rows\n"
         "p = plan(sys.argv[1])\n"
         "for m in (p.train_month, p.val_month):\n"
         "    print(m, valid_rows(Path(sys.argv[2]) / month_filename(m)))\n"

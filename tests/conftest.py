@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Variables that would let a test reach outside its sandbox (the user's Prefect server,
 # data, ...): every knob of the Makefile (`make test` exports them to pytest), make's own,
 # and every PREFECT_ setting.
-_KNOBS = set(re.findall(r"^([A-Z_]+)\s*\?=", (ROOT / "Makefile").read_text(), re.MULTILINE))
+_KNOBS = set(re.findall(r"^([A-Z_]+)\s*\?=", (ROOT / "lab.mk").read_text(), re.MULTILINE))
 _LEAKY = _KNOBS | {"LAB_ROOT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "UV_PROJECT_ENVIRONMENT"}
 
 
@@ -59,7 +59,7 @@ def run_make(
 def copy_project(dest: Path) -> Path:
     """A copy of the lab's source (no .venv, data or Prefect home): a fresh clone, offline."""
     dest.mkdir()
-    for name in ("Makefile", "pyproject.toml", "uv.lock", "README.md", "prefect.yaml"):
+    for name in ("Makefile", "lab.mk", "pyproject.toml", "uv.lock", "README.md", "prefect.yaml"):
         shutil.copy2(ROOT / name, dest / name)
     for folder in ("src", "scripts", "flows"):
         shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -128,8 +128,8 @@ def lab_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def fhv_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small generated FHV months (real schema) keyed by 'YYYY-MM'."""
-    from fhvlab.months import parse_month
-    from fhvlab.synthetic import write_synthetic_month
+    from fhvlab.data.months import parse_month
+    from fhvlab.data.synthetic import write_synthetic_month
 
     folder = tmp_path_factory.mktemp("fhv-source")
     files = {}
@@ -198,7 +198,7 @@ def postgres_cluster():
     import tempfile
 
     from fhvlab.errors import LabError
-    from fhvlab.postgres import find_binaries
+    from fhvlab.local.postgres import find_binaries
 
     try:
         find_binaries()

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from fhvlab import model, training
-from fhvlab.backfill import max_overlap
-from fhvlab.months import parse_month
-from fhvlab.synthetic import write_synthetic_month
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import write_synthetic_month
+from fhvlab.model import duration as model
+from fhvlab.model import training
+from fhvlab.orchestration.backfill import max_overlap
 from tests.conftest import ROOT, clean_env, run_make, stop_group
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from fhvlab.months import parse_month
-from fhvlab.synthetic import write_synthetic_month
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import write_synthetic_month
 from tests.conftest import api_post, clean_env, lab_api, make_ok, run_make, wait_for
 
 pytestmark = pytest.mark.integration

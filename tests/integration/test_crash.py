@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fhvlab import processes
+from fhvlab.local import processes
 from tests.conftest import api_post, lab_api, make_ok, run_make
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fhvlab.download import download_month, inspect_parquet
+from fhvlab.data.download import download_month, inspect_parquet
+from fhvlab.data.months import parse_month
 from fhvlab.errors import DownloadError
-from fhvlab.months import parse_month
 from tests.conftest import ROOT, clean_env, run_make
 from tests.fhvhttp import Route
 

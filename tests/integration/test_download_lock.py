@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fhvlab.download import download_month, inspect_parquet, lock_path
+from fhvlab.data.download import download_month, inspect_parquet, lock_path
+from fhvlab.data.months import parse_month
 from fhvlab.errors import DiskSpaceError, DownloadError
-from fhvlab.months import parse_month
 from tests.conftest import ROOT, clean_env, run_make
 
 pytestmark = pytest.mark.integration
@@ -26,15 +26,15 @@ NAME = "fhv_tripdata_2021-01.parquet"
 
 # A separate process that downloads the month (the same code path a flow run takes).
 _DOWNLOAD = (
-    "import sys; from pathlib import Path; from fhvlab.download import download_month; "
-    "from fhvlab.months import parse_month; "
+    "import sys; from pathlib import Path; from fhvlab.data.download import download_month; "
+    "from fhvlab.data.months import parse_month; "
     "f = download_month(parse_month('2021-01'), Path(sys.argv[1]), sys.argv[2]); "
     "print(f.rows, f.downloaded)"
 )
 # A live writer: holds the month's lock and writes a temporary file until it is killed.
 _HOLDER = (
-    "import sys, time; from pathlib import Path; from fhvlab.download import month_lock; "
-    "from fhvlab.months import parse_month; d = Path(sys.argv[1]); "
+    "import sys, time; from pathlib import Path; from fhvlab.data.download import month_lock; "
+    "from fhvlab.data.months import parse_month; d = Path(sys.argv[1]); "
     "cm = month_lock(d, parse_month('2021-01')); cm.__enter__(); "
     "(d / '.fhv_tripdata_2021-01.parquet.live.part').write_bytes(b'x' * 100); "
     "print('locked', flush=True); time.sleep(120)"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fhvlab import ui
+from fhvlab.local import ui
 from tests.conftest import copy_project, free_port, run_make
 
 pytestmark = pytest.mark.integration

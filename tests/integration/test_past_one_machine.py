@@ -169,7 +169,7 @@ def test_a_worker_in_another_checkout_runs_the_deployment(prefect_lab, tmp_path)
     made = run_make("deploy", env=env)
     assert made.returncode == 0, made.stderr
     deployment = requests.get(f"{api}/deployments/name/{FLOW}/fhv-monthly", timeout=10).json()
-    assert deployment["pull_steps"] == [{"fhvlab.checkout.enter_checkout": {}}]
+    assert deployment["pull_steps"] == [{"fhvlab.orchestration.checkout.enter_checkout": {}}]
     assert str(ROOT) not in json.dumps(deployment)  # nothing points at the deploying checkout
 
     second = copy_project(tmp_path / "second")

@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fhvlab import model, training
-from fhvlab.months import parse_month
-from fhvlab.synthetic import synthetic_month
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import synthetic_month
+from fhvlab.model import duration as model
+from fhvlab.model import training
 from tests import reference
 from tests.conftest import ROOT, clean_env, free_port, run_make, stop_lab_server
 from tests.fhvhttp import running_server

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fhvlab import processes
+from fhvlab.local import processes
 from tests.conftest import ROOT, api_post, clean_env, make_ok, run_make, wait_for
 
 pytestmark = pytest.mark.integration

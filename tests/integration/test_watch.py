@@ -25,9 +25,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from fhvlab import model, training
-from fhvlab.months import parse_month
-from fhvlab.synthetic import write_synthetic_month
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import write_synthetic_month
+from fhvlab.model import duration as model
+from fhvlab.model import training
 from tests.conftest import (
     ROOT,
     api_post,

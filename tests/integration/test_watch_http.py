@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from fhvlab import watch as w
-from fhvlab.months import Month
+from fhvlab.data.months import Month
+from fhvlab.orchestration import watch as w
 from tests.conftest import free_port
 from tests.fhvhttp import Route, running_server
 

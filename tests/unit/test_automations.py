@@ -1,4 +1,4 @@
-"""The crash-detection automations' definitions (fhvlab.automations), without a server."""
+"""The crash-detection automations' definitions (orchestration.automations), no server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import Posture
 
-from fhvlab.automations import FINAL_EVENTS, MISSED_AFTER_SECONDS, zombie_automation
+from fhvlab.orchestration.automations import FINAL_EVENTS, MISSED_AFTER_SECONDS, zombie_automation
 
 
 def _related(automation) -> list[dict[str, object]]:

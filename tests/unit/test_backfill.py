@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from fhvlab import backfill as bf
 from fhvlab.errors import BadInput
+from fhvlab.orchestration import backfill as bf
 
 CRON = "0 9 15 * *"
 T0 = datetime(2026, 1, 1, 12, 0)

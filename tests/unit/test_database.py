@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from fhvlab import checkout, paths
-from fhvlab.database import configured_url, describe, mask, parse_url, server_env
+from fhvlab import settings
 from fhvlab.errors import BadInput
-from fhvlab.postgres import candidate_dirs, parse_version, unreachable_ancestor
+from fhvlab.local.database import configured_url, describe, mask, parse_url, server_env
+from fhvlab.local.postgres import candidate_dirs, parse_version, unreachable_ancestor
+from fhvlab.orchestration import checkout
 
 URL = "postgresql+asyncpg://prefect:s3cr%40t@db.example:5433/lab"
 
@@ -86,5 +87,5 @@ def test_unreachable_ancestor(tmp_path):
 
 def test_enter_checkout_goes_to_the_imported_checkout(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert checkout.enter_checkout() == {"directory": str(paths.ROOT)}
-    assert Path.cwd() == paths.ROOT
+    assert checkout.enter_checkout() == {"directory": str(settings.ROOT)}
+    assert Path.cwd() == settings.ROOT

@@ -1,4 +1,4 @@
-"""fhvlab.locks.ProcessLockManager: Prefect's lock protocol on flock, freed when a holder dies."""
+"""orchestration.locks.ProcessLockManager: Prefect's lock protocol on flock, freed on death."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 import anyio
 import pytest
 
-from fhvlab.locks import ProcessLockManager
+from fhvlab.orchestration.locks import ProcessLockManager
 
 
 def test_one_holder_at_a_time_across_threads(tmp_path):
@@ -62,7 +62,7 @@ def test_a_killed_holder_leaks_no_lock(tmp_path):
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from fhvlab.locks import ProcessLockManager\n"
+        "from fhvlab.orchestration.locks import ProcessLockManager\n"
         "ProcessLockManager(Path(sys.argv[1])).acquire_lock('k', 'child')\n"
         "print('held', flush=True)\n"
         "time.sleep(60)\n"

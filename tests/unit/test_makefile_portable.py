@@ -222,7 +222,7 @@ def unsafe_without_shellflags(text: str) -> list[str]:
     return found
 
 
-MAKEFILE = (ROOT / "Makefile").read_text()
+MAKEFILE = (ROOT / "Makefile").read_text() + (ROOT / "lab.mk").read_text()
 
 
 def test_the_makefile_uses_nothing_newer_than_make_381_bash_32_and_bsd_tools():

@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fhvlab import model, training
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import synthetic_month, write_synthetic_month
 from fhvlab.errors import DataError
-from fhvlab.months import parse_month
-from fhvlab.synthetic import synthetic_month, write_synthetic_month
+from fhvlab.model import duration as model
+from fhvlab.model import training
 from tests import chunked_reference, reference
 
 
@@ -382,7 +383,7 @@ def test_month_cache_key_follows_the_file_not_its_name(tmp_path):
     """Same file: same key. Rewritten under the same name (new inode, time): another key."""
     import os
 
-    from fhvlab.atomic import atomic_path
+    from fhvlab.files import atomic_path
 
     path = tmp_path / "fhv_tripdata_2021-06.parquet"
     path.write_bytes(b"first")
@@ -399,7 +400,7 @@ def test_month_cache_key_follows_the_file_not_its_name(tmp_path):
 
 def test_fit_cache_key_follows_the_statistics(tmp_path):
     """Same statistics: same key (whichever file they came from); other statistics: another."""
-    from fhvlab.synthetic import write_synthetic_month
+    from fhvlab.data.synthetic import write_synthetic_month
 
     a = model.month_stats(
         write_synthetic_month(tmp_path / "a.parquet", parse_month("2021-06"), 500, seed=1)

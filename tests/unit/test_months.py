@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
+from fhvlab.data.months import Month, months_for, parse_date, parse_month
 from fhvlab.errors import BadInput
-from fhvlab.months import Month, months_for, parse_date, parse_month
 
 
 @pytest.mark.parametrize(

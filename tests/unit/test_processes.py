@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fhvlab import lab, processes
 from fhvlab.errors import BadInput, LabError
+from fhvlab.local import lab, processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,7 +134,7 @@ def test_worker_name_is_stable_per_home():
 
 
 def test_deployment_sends_heartbeats_as_often_as_the_automation_expects():
-    from fhvlab import automations
+    from fhvlab.orchestration import automations
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     env = spec["deployments"][0]["work_pool"]["job_variables"]["env"]
@@ -143,7 +143,7 @@ def test_deployment_sends_heartbeats_as_often_as_the_automation_expects():
 
 
 def test_zombie_automation_is_prefects_recipe_for_one_deployment():
-    from fhvlab import automations
+    from fhvlab.orchestration import automations
 
     auto = automations.zombie_automation("z", "1234")
     trigger = auto.trigger
@@ -162,7 +162,7 @@ def test_zombie_automation_is_prefects_recipe_for_one_deployment():
 
 
 def test_rerun_automation_fires_only_for_a_first_attempt():
-    from fhvlab import automations
+    from fhvlab.orchestration import automations
 
     auto = automations.rerun_automation("r", "1234")
     assert auto.trigger.expect == {"prefect.flow-run.Crashed"}
@@ -180,14 +180,14 @@ def test_rerun_automation_fires_only_for_a_first_attempt():
     ],
 )
 def test_webhook_style_picks_the_payload_field(url, style, key):
-    from fhvlab import automations
+    from fhvlab.orchestration import automations
 
     assert automations.webhook_style(url) == style
     assert "{{body}}" in automations.webhook_payload(style)[key]
 
 
 def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it():
-    from fhvlab import automations
+    from fhvlab.orchestration import automations
 
     with pytest.raises(BadInput) as err:
         automations.webhook_style("hooks.slack.com/services/T/B/s3cret")

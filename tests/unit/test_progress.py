@@ -3,8 +3,8 @@ import logging
 
 from rich.console import Console
 
-from fhvlab.months import Month
-from fhvlab.progress import LogProgress, RichBar
+from fhvlab.data.months import Month
+from fhvlab.data.progress import LogProgress, RichBar
 
 
 def test_rich_bar_shows_each_month_size_and_speed():

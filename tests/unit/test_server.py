@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from fhvlab.errors import BadInput
-from fhvlab.server import ServerSpec, parse_api_url, parse_port
+from fhvlab.local.server import ServerSpec, parse_api_url, parse_port
 
 
 def test_serves_recognises_its_own_api_under_any_loopback_name():
@@ -36,7 +36,7 @@ def test_parse_api_url_accepts_a_prefect_api_and_rejects_the_rest():
 
 
 def test_the_server_keeps_concurrency_leases_on_disk(tmp_path):
-    from fhvlab.server import server_env
+    from fhvlab.local.server import server_env
 
     env = server_env(ServerSpec("127.0.0.1", 4300, tmp_path), None)
     assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == (

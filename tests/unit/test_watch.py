@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fhvlab import watch as w
+from fhvlab.data.months import Month
 from fhvlab.errors import BadInput
-from fhvlab.months import Month
+from fhvlab.orchestration import watch as w
 
 AUG = Month(2021, 8)
 
@@ -204,7 +204,7 @@ def test_make_events_pairs_each_announcement_with_the_first_run_after_it():
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from fhvlab import watch_cli
+    from fhvlab.cli import events as watch_cli
 
     def run(name: str, day: str, created: str):
         when = datetime.fromisoformat(created).replace(tzinfo=UTC)

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from fhvlab import database, processes
 from fhvlab.errors import BadInput, LabError
+from fhvlab.local import database, processes
 
 log = logging.getLogger(__name__)
 

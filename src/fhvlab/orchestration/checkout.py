@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from fhvlab import paths
+from fhvlab import settings
 
 
 def enter_checkout() -> dict[str, str]:
     """Pull step: make this checkout the working directory; returns {'directory': path}."""
-    os.chdir(paths.ROOT)
-    return {"directory": str(paths.ROOT)}
+    os.chdir(settings.ROOT)
+    return {"directory": str(settings.ROOT)}

@@ -1,7 +1,7 @@
 """Backfills: which dates a range covers, which of them to run, and the range's summary.
 
-Plain functions (no server calls): `fhvlab.backfill_api` reads the runs from Prefect and
-`flows/backfill.py` runs the dates; both hand their data to the functions here.
+Plain functions (no server calls): `fhvlab.orchestration.backfill_runs` reads the runs
+from Prefect and `flows/backfill.py` runs the dates; both hand their data to the functions here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fhvlab.atomic import atomic_path
+from fhvlab.data.months import months_for, parse_date
 from fhvlab.errors import BadInput
-from fhvlab.months import months_for, parse_date
+from fhvlab.files import atomic_path
 
 MAX_DATES = 120
 TAG = "backfill"

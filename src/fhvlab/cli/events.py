@@ -9,15 +9,16 @@ Heavy imports (Prefect) happen inside the commands.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fhvlab import server
+from fhvlab import settings
+from fhvlab.cli import common
+from fhvlab.data.months import parse_month
 from fhvlab.errors import LabError
-from fhvlab.months import parse_month
+from fhvlab.local import server
 
 CREATED_WITHIN = 60.0  # seconds an announced month's training run may take to appear
 
@@ -27,7 +28,7 @@ def _when(text: str) -> datetime:
 
 
 def _ui(api_url: str) -> str:
-    return os.environ.get("UI_API_URL", "").strip().removesuffix("/api") or api_url.removesuffix(
+    return settings.current().ui_api_url.strip().removesuffix("/api") or api_url.removesuffix(
         "/api"
     )
 
@@ -35,14 +36,14 @@ def _ui(api_url: str) -> str:
 def _wait_final(http: Any, run_id: Any, timeout: float) -> Any:
     """The flow run once its state is final (Prefect's `wait_for_flow_run`), or None after
     `timeout` seconds."""
-    from fhvlab.backfill_api import wait_for_runs
+    from fhvlab.orchestration.backfill_runs import wait_for_runs
 
     return http.read_flow_run(run_id) if wait_for_runs([run_id], timeout) else None
 
 
 def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
     """The events named `name` a flow run emitted, oldest first."""
-    from fhvlab import watch_api
+    from fhvlab.orchestration import watch_runs as watch_api
 
     mine = watch_api.read_events(prefix=name, related_id=f"prefect.flow-run.{run_id}")
     return sorted(mine, key=lambda e: e["occurred"])
@@ -60,7 +61,7 @@ def _line(event: dict[str, Any]) -> str:
 
 def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     """A run of fhv-watch now; with --watch, its outcome and the training runs it caused."""
-    from fhvlab import watch as w
+    from fhvlab.orchestration import watch as w
 
     ahead = w.parse_ahead(args.ahead)  # bad knobs: one line, nothing contacted
     if args.watch_from:
@@ -71,8 +72,8 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from fhvlab import watch_api
-    from fhvlab.backfill_api import workers_online
+    from fhvlab.orchestration import watch_runs as watch_api
+    from fhvlab.orchestration.backfill_runs import workers_online
 
     parameters: dict[str, Any] = {"ahead": ahead, "watch_from": args.watch_from or None}
     name = f"{watch_api.WATCH_FLOW}/{watch_api.WATCH_DEPLOYMENT}"
@@ -86,7 +87,7 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
         print("watch: a worker runs it (make worker, make up); WATCH=1 waits for what it announces")
         return 0
     with watch_api.client() as http:
-        if not workers_online(http, os.environ.get("WORK_POOL", "fhv-pool")):
+        if not workers_online(http, settings.current().work_pool):
             print("watch: no worker polls the pool yet: start one with `make worker`; waiting")
         done = _wait_final(http, run.id, args.watch_timeout)
         if done is None:
@@ -115,7 +116,7 @@ def _follow_training(
     http: Any, events: list[dict[str, Any]], timeout: float, ui: str, say: Callable[[str], Any]
 ) -> None:
     """Wait (bounded) for the training run each event caused, and print its outcome."""
-    from fhvlab import watch_api
+    from fhvlab.orchestration import watch_runs as watch_api
 
     wanted = {
         e["payload"]["training_date"]: _when(e["occurred"])
@@ -147,8 +148,8 @@ def _follow_training(
 def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     """The lab's recent fhv.* events, one line each (newest last), and where to see them."""
     server.require_api(api_url)
-    from fhvlab import watch as w
-    from fhvlab import watch_api
+    from fhvlab.orchestration import watch as w
+    from fhvlab.orchestration import watch_runs as watch_api
 
     events = sorted(watch_api.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
     started = _started_by_automation(watch_api.training_runs_by_automation())
@@ -179,7 +180,7 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
 
 def _started_by_automation(runs: list[Any]) -> dict[str, list[Any]]:
     """Training runs created by an automation, by date, oldest first."""
-    from fhvlab.watch_api import run_date
+    from fhvlab.orchestration.watch_runs import run_date
 
     by_date: dict[str, list[Any]] = {}
     for run in sorted(runs, key=lambda r: r.created):
@@ -197,22 +198,18 @@ def _occurred(event: dict[str, Any]) -> str:
     return event["occurred"]
 
 
-def add_parsers(
-    sub: Any,
-    add_api_arg: Callable[[argparse.ArgumentParser], None],
-    api_url: Callable[[argparse.Namespace], str],
-) -> None:
+def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
     """Add the `watch` and `events` commands to `python -m fhvlab`."""
     watch = sub.add_parser("watch", help="a run of the fhv-watch deployment now (make watch)")
-    add_api_arg(watch)
-    watch.add_argument("--ahead", default=os.environ.get("WATCH_AHEAD", "3"))
-    watch.add_argument("--from", dest="watch_from", default=os.environ.get("WATCH_FROM", ""))
+    common.add_api_arg(watch)
+    watch.add_argument("--ahead", default=knobs.watch_ahead)
+    watch.add_argument("--from", dest="watch_from", default=knobs.watch_from)
     watch.add_argument("--watch", action="store_true", help="wait and print what it caused")
-    watch.add_argument("--watch-timeout", type=float, default=1800.0, help="seconds")
+    watch.add_argument("--watch-timeout", type=float, default=knobs.watch_timeout, help="seconds")
     watch.add_argument("--check", action="store_true", help="only validate the knobs")
-    watch.set_defaults(func=lambda args: cmd_watch(args, api_url(args)))
+    watch.set_defaults(func=lambda args: cmd_watch(args, common.api_url(args)))
 
     events = sub.add_parser("events", help="the lab's recent fhv.* events (make events)")
-    add_api_arg(events)
+    common.add_api_arg(events)
     events.add_argument("--limit", type=int, default=50)
-    events.set_defaults(func=lambda args: cmd_events(args, api_url(args)))
+    events.set_defaults(func=lambda args: cmd_events(args, common.api_url(args)))

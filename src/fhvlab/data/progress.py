@@ -2,7 +2,7 @@
 artifact inside a flow run.
 
 Each is a callable `progress(month, bytes_done, bytes_total_or_None, finished)`, the shape
-`fhvlab.download` calls.
+`fhvlab.data.download` calls.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any
 
-from fhvlab.months import Month
+from fhvlab.data.months import Month
 
 
 def _mb(n: int) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fhvlab.atomic import atomic_path
-from fhvlab.months import Month
+from fhvlab.data.months import Month
+from fhvlab.files import atomic_path
 
 N_ZONES = 265
 

@@ -303,7 +303,7 @@ def follow(
 
 def reset_targets(home: Path, storage_url: str) -> list[Path]:
     """What `make reset` deletes: the SQLite database (+ WAL files), its concurrency leases
-    (fhvlab.server keeps them on disk) and local result storage."""
+    (fhvlab.local.server keeps them on disk) and local result storage."""
     found = [home / name for name in ("prefect.db", "prefect.db-wal", "prefect.db-shm")]
     found.append(home / "concurrency_leases")  # leases of the slots counted in that database
     found.append(home / "storage")  # Prefect's default local storage

@@ -26,7 +26,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.variables import Variable
 
-from fhvlab import watch as w
+from fhvlab.orchestration import watch as w
 
 TRAINING_FLOW = "fhv-duration-training"
 WATCH_FLOW = "fhv-watch"
@@ -79,7 +79,7 @@ def _session():
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    from fhvlab.server import api_session
+    from fhvlab.local.server import api_session
 
     session = api_session()
     retry = Retry(

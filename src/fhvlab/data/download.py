@@ -22,10 +22,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from fhvlab.atomic import atomic_path
+from fhvlab.data.months import Month
 from fhvlab.errors import DiskSpaceError, DownloadError
-from fhvlab.months import Month
-from fhvlab.paths import DEFAULT_DATA_URL
+from fhvlab.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +352,7 @@ def remove_stale_parts(dest_dir: Path, month: Month) -> list[Path]:
 def download_month(
     month: Month,
     dest_dir: Path,
-    base_url: str = DEFAULT_DATA_URL,
+    base_url: str,
     *,
     force: bool = False,
     session: requests.Session | None = None,
@@ -408,7 +407,7 @@ def download_month(
 def download_months(
     months: Sequence[Month],
     dest_dir: Path,
-    base_url: str = DEFAULT_DATA_URL,
+    base_url: str,
     *,
     force: bool = False,
     workers: int = 3,

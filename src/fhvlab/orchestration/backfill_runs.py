@@ -30,8 +30,8 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import FlowRunWaitTimeout, ObjectNotFound
 from prefect.flow_runs import wait_for_flow_run
 
-from fhvlab import backfill as bf
 from fhvlab.errors import LabError
+from fhvlab.orchestration import backfill as bf
 
 ACTIVE = [
     StateType.SCHEDULED,

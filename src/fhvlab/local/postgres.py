@@ -12,7 +12,6 @@ the cluster's files belong to an unprivileged system user (`postgres` when it ex
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import glob
 import os
@@ -23,15 +22,13 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fhvlab import paths
-from fhvlab.database import MIN_VERSION, SCHEME
+from fhvlab import settings
 from fhvlab.errors import BadInput, LabError
-from fhvlab.server import parse_port, port_in_use
+from fhvlab.local.database import MIN_VERSION, SCHEME
+from fhvlab.local.server import parse_port, port_in_use
 
 ROLE = "prefect"
 DATABASE = "prefect"
@@ -456,48 +453,5 @@ def stop(cluster: Cluster, pg_bin: str = "") -> bool:
 
 
 def cluster_dir() -> Path:
-    """PG_DIR, default <PREFECT_HOME's parent>/postgres, i.e. env/postgres."""
-    value = os.environ.get("PG_DIR", "").strip()
-    return Path(value).expanduser().resolve() if value else paths.ROOT / "env" / "postgres"
-
-
-def _cmd_start(args: argparse.Namespace) -> int:
-    cluster = Cluster(cluster_dir())
-    url, started, pg = start(cluster, args.port, args.bin)
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    state = "started" if started else "already running"
-    print(
-        f"postgres: {state}: PostgreSQL {pg.version_text} on {HOST}:{port}, role and database "
-        f"{DATABASE!r}, pg_trgm ready; data {cluster.data}; log {cluster.log_file}"
-    )
-    print(f"postgres: password in {cluster.password_file} (readable only by you); use:")
-    print(f"export DATABASE_URL='{url}'")
-    return 0
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    cluster = Cluster(cluster_dir())
-    if stop(cluster, args.bin):
-        print(f"postgres: stopped (data kept in {cluster.data})")
-    else:
-        print("postgres: not running; nothing to stop")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m fhvlab.postgres start|stop`."""
-    from fhvlab.cli import run
-
-    parser = argparse.ArgumentParser(prog="python -m fhvlab.postgres", description=__doc__)
-    sub = parser.add_subparsers(dest="action", required=True)
-    for name, func in (("start", _cmd_start), ("stop", _cmd_stop)):
-        cmd = sub.add_parser(name)
-        cmd.add_argument("--port", default=os.environ.get("PG_PORT", "").strip())
-        cmd.add_argument("--bin", default=os.environ.get("PG_BIN", "").strip())
-        cmd.set_defaults(func=func)
-    args = parser.parse_args(argv)
-    return run(args.func, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """PG_DIR (lab.mk: env/postgres in the checkout)."""
+    return settings.current().pg_dir

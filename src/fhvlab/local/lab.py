@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from fhvlab import processes, server
 from fhvlab.errors import LabError
+from fhvlab.local import processes, server
 
 # Never handed to a long-running process: `make alerts WEBHOOK_URL=...` travels in these.
 SECRET_ENV = ("WEBHOOK_URL", "MAKEFLAGS", "MFLAGS")

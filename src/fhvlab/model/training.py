@@ -13,10 +13,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fhvlab import model
-from fhvlab.atomic import temp_beside
+from fhvlab.data.months import Month, months_for, parse_date
 from fhvlab.errors import DataError
-from fhvlab.months import Month, months_for, parse_date
+from fhvlab.files import temp_beside
+from fhvlab.model import duration as model
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction import DictVectorizer
@@ -71,9 +71,9 @@ def month_cache_key(path: str | Path) -> str:
     """Cache key of a month's statistics: the file's identity and the code that reduces it.
 
     The file is named by its absolute path, device, inode, size and modification time (ns):
-    month files only ever appear by rename (fhvlab.atomic), so a re-download or a new file
+    month files only ever appear by rename (fhvlab.files), so a re-download or a new file
     under the same name changes the inode and the time, and the key. The sources of
-    fhvlab.model and fhvlab.training are part of the key, so changed code recomputes.
+    fhvlab.model.duration and fhvlab.model.training are part of the key, so changed code recomputes.
     The file itself is not read: a cache hit costs one stat.
     """
     resolved = Path(path).resolve()
@@ -86,7 +86,7 @@ def month_cache_key(path: str | Path) -> str:
 
 
 def _code_digest(digest: Any) -> None:
-    """Feed the sources of the code that computes a result (fhvlab.model, this module)."""
+    """Feed the sources of the code that computes a result (fhvlab.model.duration, this module)."""
     for module in (model.__file__, __file__):
         digest.update(Path(module).read_bytes())
 

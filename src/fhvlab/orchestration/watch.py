@@ -17,10 +17,10 @@ from typing import Any
 
 import requests
 
-from fhvlab import download
-from fhvlab.download import _reason, month_url
+from fhvlab.data import download
+from fhvlab.data.download import _reason, month_url
+from fhvlab.data.months import Month, parse_month
 from fhvlab.errors import BadInput, LabError
-from fhvlab.months import Month, parse_month
 
 EVENT = "fhv.month.published"
 CHECKED_EVENT = "fhv.watch.checked"  # one per watch run: what it asked and why it stopped

@@ -1,0 +1,145 @@
+"""`make backfill` and `make report`: many runs over a range of dates."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from fhvlab import settings
+from fhvlab.cli import common
+from fhvlab.errors import LabError
+from fhvlab.local import server
+
+
+def _backfill_dates(args: argparse.Namespace) -> list:
+    """The range's dates, or BadInput for a range that must be refused (nothing created)."""
+    from fhvlab.orchestration import backfill
+
+    backfill.parse_concurrency(args.concurrency)
+    return backfill.plan_dates(args.start, args.end, args.cron, args.timezone)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """`make backfill`: one parent run for the dates not yet run (or failed); WATCH waits."""
+    from fhvlab.orchestration import backfill as bf
+
+    if args.check:  # before anything exists: Prefect would create its home when imported
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="fhvlab-check-") as scratch:
+            os.environ["PREFECT_HOME"] = scratch
+            _backfill_dates(args)
+        return 0
+    dates = _backfill_dates(args)
+    server.require_api(common.api_url(args))
+    from uuid import UUID
+
+    from fhvlab.orchestration import backfill_runs as backfill_api
+
+    first, last = bf.parse_range(args.start, args.end)
+    concurrency = bf.parse_concurrency(args.concurrency)
+    with backfill_api.client() as http:
+        retired = backfill_api.remove_old_limit(http)
+        if retired:
+            print(f"backfill: {retired}")
+        runs = backfill_api.read_date_runs(http, dates)
+        claims = backfill_api.read_claims(http)
+        decision = bf.decide(dates, runs, claims)
+        left = ", ".join(f"{len(v)} {k}" for k, v in sorted(decision.existing.items()))
+        print(
+            f"backfill: {len(dates)} dates in {first}..{last} (cron {args.cron!r}, "
+            f"{args.timezone}): {len(decision.create)} new, {len(decision.rerun)} to run "
+            f"again, {decision.existing_count} already existed" + (f" ({left})" if left else "")
+        )
+        parent = None
+        if decision.to_run:
+            key = bf.idempotency_key(decision.to_run, runs)
+            parent = backfill_api.create_parent(
+                http, decision.to_run, first, last, dates, concurrency, key
+            )
+            print(
+                f"backfill: flow run {parent.name!r} runs {len(decision.to_run)} dates, "
+                f"{concurrency} at a time; UI {common.ui_base(args)}/runs/flow-run/{parent.id}"
+            )
+        if not args.watch:
+            if decision.to_run:
+                print("backfill: a worker runs it (make worker); WATCH=1 waits for the results")
+            return 0
+        if backfill_api.workers_online(http, args.pool) == 0:
+            print(
+                f"backfill: no worker is polling pool {args.pool!r}: start one in another "
+                "terminal with `make worker`; waiting",
+                flush=True,
+            )
+        # The backfill runs that will run this range's dates: this call's, or earlier ones'.
+        waiting_for = [UUID(c.id) for c in claims if set(dates) & c.dates]
+        waiting_for += [parent.id] if parent and parent.id not in waiting_for else []
+        print(
+            f"backfill: waiting for {len(waiting_for)} backfill run(s) "
+            f"(at most WATCH_TIMEOUT={args.watch_timeout:.0f} s)",
+            flush=True,
+        )
+        finished = backfill_api.wait_for_runs(waiting_for, args.watch_timeout)
+        folder = settings.artifacts_dir()
+        csv_path, png_path = bf.report_paths(folder, first, last)
+        ended = http.read_flow_run(parent.id) if parent and finished else None
+        if ended is not None and backfill_api.summary_written_by(ended, csv_path, png_path):
+            rows = backfill_api.report_rows(http, dates, folder)  # its summary: no second copy
+        else:
+            rows, csv_path, png_path = backfill_api.build_report(http, dates, first, last, folder)
+    for row in rows:
+        print(f"backfill: {bf.format_row(row)}")
+    print(f"backfill: summary {csv_path} and {png_path}")
+    if not finished:
+        raise LabError(
+            f"backfill: not every date was final after WATCH_TIMEOUT={args.watch_timeout:.0f} s"
+        )
+    bad = [r["date"] for r in rows if r["state"] != "COMPLETED"]
+    if bad:
+        raise LabError(f"{len(bad)} of {len(rows)} dates did not complete: {', '.join(bad)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`make report`: rebuild a range's CSV, PNG and table artifact from the API."""
+    from fhvlab.orchestration import backfill as bf
+
+    dates = bf.plan_dates(args.start, args.end, args.cron, args.timezone)
+    first, last = bf.parse_range(args.start, args.end)
+    server.require_api(common.api_url(args))
+    from fhvlab.orchestration import backfill_runs as backfill_api
+
+    with backfill_api.client() as http:
+        rows, csv_path, png_path = backfill_api.build_report(
+            http, dates, first, last, settings.artifacts_dir()
+        )
+    for row in rows:
+        print(f"report: {bf.format_row(row)}")
+    print(f"report: {bf.table_markdown_title(first, last, rows)}")
+    print(f"report: {csv_path} and {png_path}")
+    return 0
+
+
+def _add_range_args(parser: argparse.ArgumentParser, knobs: settings.Settings) -> None:
+    parser.add_argument("--from", dest="start", default="", help="first date YYYY-MM-DD")
+    parser.add_argument("--to", dest="end", default="", help="last date YYYY-MM-DD (included)")
+    parser.add_argument("--cron", default=knobs.cron)
+    parser.add_argument("--timezone", default=knobs.timezone)
+
+
+def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
+    """backfill, report."""
+    fill = sub.add_parser("backfill", help="train every cron date of a range (make backfill)")
+    common.add_api_arg(fill)
+    _add_range_args(fill, knobs)
+    fill.add_argument("--concurrency", default=knobs.concurrency, help="dates running at once")
+    fill.add_argument("--pool", default=knobs.work_pool)
+    fill.add_argument("--watch", action="store_true", help="wait until every date is final")
+    fill.add_argument("--watch-timeout", type=float, default=knobs.watch_timeout, help="seconds")
+    fill.add_argument("--check", action="store_true", help="only validate the range")
+    fill.set_defaults(func=cmd_backfill)
+
+    report = sub.add_parser("report", help="rebuild a backfill range's summary (make report)")
+    common.add_api_arg(report)
+    _add_range_args(report, knobs)
+    report.set_defaults(func=cmd_report)

@@ -1,0 +1,45 @@
+"""`make postgres` / `make postgres-stop`: past one machine, a PostgreSQL for the server."""
+
+from __future__ import annotations
+
+import argparse
+
+from fhvlab import settings
+from fhvlab.local.postgres import DATABASE, HOST, Cluster, cluster_dir, start, stop
+
+
+def cmd_postgres_start(args: argparse.Namespace) -> int:
+    """Start (or find running) the lab's cluster; print the DATABASE_URL to export."""
+    cluster = Cluster(cluster_dir())
+    url, started, pg = start(cluster, args.port, args.bin)
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    state = "started" if started else "already running"
+    print(
+        f"postgres: {state}: PostgreSQL {pg.version_text} on {HOST}:{port}, role and database "
+        f"{DATABASE!r}, pg_trgm ready; data {cluster.data}; log {cluster.log_file}"
+    )
+    print(f"postgres: password in {cluster.password_file} (readable only by you); use:")
+    print(f"export DATABASE_URL='{url}'")
+    return 0
+
+
+def cmd_postgres_stop(args: argparse.Namespace) -> int:
+    """Stop the lab's cluster; its data stays in PG_DIR."""
+    cluster = Cluster(cluster_dir())
+    if stop(cluster, args.bin):
+        print(f"postgres: stopped (data kept in {cluster.data})")
+    else:
+        print("postgres: not running; nothing to stop")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
+    """postgres start|stop."""
+    pg = sub.add_parser("postgres", help="the lab's PostgreSQL cluster").add_subparsers(
+        dest="action", required=True
+    )
+    for name, func in (("start", cmd_postgres_start), ("stop", cmd_postgres_stop)):
+        cmd = pg.add_parser(name)
+        cmd.add_argument("--port", default=knobs.pg_port.strip())
+        cmd.add_argument("--bin", default=knobs.pg_bin.strip())
+        cmd.set_defaults(func=func)

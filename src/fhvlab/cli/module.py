@@ -1,0 +1,332 @@
+"""The module, step by step: `make data`, `server`, `config`, `storage`, `work-queue`, `ui`.
+
+Each command prints what it did; heavy modules (pyarrow, scikit-learn, prefect) are
+imported inside the commands that need them, so a command with nothing to do starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+
+from fhvlab import settings
+from fhvlab.cli import common
+from fhvlab.data.months import months_for, parse_date, parse_month
+from fhvlab.errors import LabError
+from fhvlab.local import database, server
+
+log = logging.getLogger("fhvlab")
+FLOW = "fhv-duration-training"  # the training flow's name (flows/train.py)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """`make data`: the months DATE needs, or exactly MONTHS."""
+    from fhvlab.data.download import describe, download_months
+    from fhvlab.data.progress import LogProgress, RichBar
+
+    if args.months:
+        months = [parse_month(m) for m in args.months]
+    else:
+        months = list(months_for(parse_date(args.date)))
+    base_url = args.base_url or settings.data_url()
+    dest = settings.data_dir()
+    print(f"data: months {' '.join(map(str, months))} from {base_url} into {dest}")
+    bar = RichBar() if sys.stderr.isatty() else contextlib.nullcontext(LogProgress(log))
+    with bar as progress:
+        fetched = download_months(
+            months,
+            dest,
+            base_url,
+            force=args.force,
+            workers=args.workers,
+            backoff=args.backoff,
+            progress=progress,
+        )
+    for line in describe(fetched):
+        print(f"data: {line}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """The lab's training computation alone (no Prefect), as JSON: for `make bench`."""
+    import json
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from fhvlab.model import duration as model
+    from fhvlab.model import training
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:  # like the flow: both months read side by side
+        train, val = pool.map(model.month_stats, (Path(args.train), Path(args.val)))
+    read = time.perf_counter()
+    model.warm_up()  # imports, kept out of the compute time as the course script's are
+    imported = time.perf_counter()
+    dv, lr = model.fit(train)
+    scores = training.evaluate(dv, lr, train, val)
+    done = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                **scores,
+                "train_rows": [train.rows_read, train.rows],
+                "val_rows": [val.rows_read, val.rows],
+                "pairs": [len(train.pairs), len(val.pairs)],
+                "seconds": (read - start) + (done - imported),
+                "read_seconds": read - start,
+                "import_seconds": imported - read,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_server_start(args: argparse.Namespace) -> int:
+    """`make server`: start the lab's server unless it (or the API_URL server) is up."""
+    spec = common.spec(args)
+    api_url = common.api_url(args)
+    if not spec.serves(api_url):
+        server.require_api(api_url)
+        print(f"server: API_URL={api_url} is another server and it answers; nothing to start")
+        return 0
+    auth = settings.current().prefect_server_api_auth_string.get_secret_value()
+    if spec.host not in server.LOOPBACK and not auth:
+        print(
+            f"server: WARNING: listening on {spec.host} with no PREFECT_SERVER_API_AUTH_STRING: "
+            "anyone who can reach this machine can use the API",
+            file=sys.stderr,
+        )
+    if server.running_pid(spec) is None:
+        database.preflight_configured()  # one line and nothing started if it cannot work
+    pid, started = server.start(spec, args.ui_api_url, timeout=args.timeout)
+    state = "started" if started else "already running"
+    if started:
+        database.record(spec.home)
+    print(
+        f"server: {state} (pid {pid}); API {spec.api_url}; UI http://{spec.client_host}:"
+        f"{spec.port}; log {spec.log_file}"
+    )
+    print(f"server: database {database.recorded(spec.home)}")
+    return 0
+
+
+def cmd_server_stop(args: argparse.Namespace) -> int:
+    """`make server-stop`: stop only the server the lab started."""
+    spec = common.spec(args)
+    pid = server.stop(spec)
+    print(f"server: stopped (pid {pid})" if pid else "server: not running; nothing to stop")
+    return 0
+
+
+def cmd_server_status(args: argparse.Namespace) -> int:
+    """`make server-status`: PID, URL and health; exit 1 when the API does not answer."""
+    spec = common.spec(args)
+    pid = server.running_pid(spec)
+    healthy = server.is_healthy(spec.api_url)
+    if pid and healthy:
+        print(
+            f"server: running (pid {pid}), healthy at {spec.api_url}; UI http://"
+            f"{spec.client_host}:{spec.port}"
+        )
+        print(f"server: database {database.recorded(spec.home)}")
+        return 0
+    if healthy:
+        print(f"server: a Prefect server answers at {spec.api_url}, but the lab did not start it")
+        return 0
+    if pid:
+        print(
+            f"server: process {pid} is up but {spec.api_url}/health does not answer; "
+            f"see {spec.log_file}"
+        )
+        return 1
+    print(f"server: not running (start it with `make server`); expected at {spec.api_url}")
+    return 1
+
+
+def cmd_api_check(args: argparse.Namespace) -> int:
+    """Exit 1 with the fix when the API is down (used before targets that need it)."""
+    server.require_api(common.api_url(args))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`make config` / `make config-reset`: the lab profile's API settings."""
+    from fhvlab.orchestration import profile as orchestration
+
+    if args.reset:
+        names = [
+            "PREFECT_API_URL",
+            "PREFECT_UI_API_URL",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT",
+            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK",
+        ]
+        values: dict[str, str | None] = dict.fromkeys(names)
+    else:
+        api_url = common.api_url(args)
+        ui_url = server.parse_api_url(args.ui_api_url or api_url)
+        values = {"PREFECT_API_URL": api_url, "PREFECT_UI_API_URL": ui_url}
+    changes = orchestration.update_profile(values)
+    home = settings.prefect_home()
+    for line in changes or ["nothing to change"]:
+        print(f"config: {line}")
+    print(f"config: profile {orchestration.PROFILE!r} in {home / 'profiles.toml'}")
+    if not args.reset and not server.is_healthy(values["PREFECT_API_URL"] or ""):
+        print(f"config: note: nothing answers at {values['PREFECT_API_URL']} yet (make server)")
+    return 0
+
+
+def cmd_storage(args: argparse.Namespace) -> int:
+    """`make storage`: result-storage block, made the default, persistence on."""
+    server.require_api(common.api_url(args))
+    from fhvlab.orchestration import profile as orchestration
+
+    slug, where = orchestration.save_storage(args.url)
+    print(f"storage: block {slug} -> {where} (saved with overwrite: same block every time)")
+    changes = orchestration.update_profile(
+        {
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": slug,
+        }
+    )
+    for line in changes or ["result persistence already on with that block"]:
+        print(f"storage: {line}")
+    return 0
+
+
+def cmd_work_queue(args: argparse.Namespace) -> int:
+    """`make work-queue`: a process work pool and a queue in it."""
+    server.require_api(common.api_url(args))
+    from fhvlab.orchestration import profile as orchestration
+
+    for line in orchestration.ensure_pool_and_queue(args.pool, args.queue):
+        print(f"work-queue: {line}")
+    return 0
+
+
+def cmd_deployed(args: argparse.Namespace) -> int:
+    """Exit 0 if the API answers and FLOW/DEPLOYMENT exists on POOL/QUEUE, else 1 (quietly).
+
+    `make backfill` asks this first and runs `make deploy` only when the answer is no.
+    """
+    api = common.api_url(args)
+    if not server.is_healthy(api):
+        return 1
+    found = server.api_session().get(f"{api}/deployments/name/{args.name}", timeout=10)
+    if found.status_code != 200:
+        return 1
+    deployment = found.json()
+    same = (deployment.get("work_pool_name"), deployment.get("work_queue_name"))
+    if args.limit is not None:  # a deployment made before prefect.yaml gave it its limit
+        same += ((deployment.get("global_concurrency_limit") or {}).get("limit"),)
+        return 0 if same == (args.pool, args.queue, args.limit) else 1
+    return 0 if same == (args.pool, args.queue) else 1
+
+
+def cmd_automations(args: argparse.Namespace) -> int:
+    """`make deploy`'s last step: crashed runs detected (no heartbeat) and re-run once."""
+    server.require_api(common.api_url(args))
+    from fhvlab.local import processes
+    from fhvlab.orchestration import automations
+    from fhvlab.orchestration import backfill as bf
+
+    with processes.locked(settings.prefect_home() / ".automations.lock"):
+        lines = automations.ensure_crash_automations(args.flow, args.deployment)
+        lines += automations.ensure_backfill_automation(bf.PARENT_DEPLOYMENT, bf.TAG)
+    for line in lines:
+        print(f"deploy: {line}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`make ui`: screenshot of the deployment's page in the Prefect UI."""
+    from fhvlab.local import ui
+
+    api = common.api_url(args)
+    server.require_api(api)
+    found = server.api_session().get(
+        f"{api}/deployments/name/{args.flow}/{args.deployment}", timeout=10
+    )
+    if found.status_code == 404:
+        raise LabError(f"no deployment {args.flow}/{args.deployment}: run `make deploy` first")
+    found.raise_for_status()
+    url = f"{api.removesuffix('/api')}/deployments/deployment/{found.json()['id']}"
+    out = settings.artifacts_dir() / "ui" / "deployment.png"
+    ui.screenshot(url, out)
+    print(f"ui: {url} -> {out}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
+    """data, pipeline, server, api-check, config, storage, work-queue, deployed, automations, ui."""
+    data = sub.add_parser("data", help="download FHV months into DATA_DIR")
+    which = data.add_mutually_exclusive_group(required=True)
+    which.add_argument("--date", help="run date YYYY-MM-DD: fetch the two months before it")
+    which.add_argument("--months", nargs="+", metavar="YYYY-MM", help="fetch exactly these")
+    data.add_argument("--force", action="store_true", help="download even if a valid file exists")
+    data.add_argument("--base-url", help=f"default: DATA_URL ({knobs.data_url})")
+    data.add_argument("--workers", type=int, default=3, help="concurrent downloads (default 3)")
+    data.add_argument("--backoff", type=float, default=0.5, help="retry backoff factor, seconds")
+    data.set_defaults(func=cmd_data)
+
+    pipe = sub.add_parser("pipeline", help="train+evaluate two files without Prefect (bench)")
+    pipe.add_argument("train")
+    pipe.add_argument("val")
+    pipe.set_defaults(func=cmd_pipeline)
+
+    srv = sub.add_parser("server", help="the lab's Prefect server").add_subparsers(
+        dest="action", required=True
+    )
+    begin = srv.add_parser("start", help="start it in the background, wait until healthy")
+    common.add_server_args(begin, knobs)
+    common.add_api_arg(begin)
+    begin.add_argument("--ui-api-url", default=knobs.ui_api_url or None)
+    begin.add_argument("--timeout", type=float, default=150.0, help="health wait, seconds")
+    begin.set_defaults(func=cmd_server_start)
+    for name, func in (("stop", cmd_server_stop), ("status", cmd_server_status)):
+        cmd = srv.add_parser(name)
+        common.add_server_args(cmd, knobs)
+        cmd.set_defaults(func=func)
+
+    check = sub.add_parser("api-check", help="fail with the fix if the Prefect API is down")
+    common.add_api_arg(check)
+    check.set_defaults(func=cmd_api_check)
+
+    config = sub.add_parser("config", help="set the lab profile's API URL")
+    common.add_api_arg(config)
+    config.add_argument("--ui-api-url", default=knobs.ui_api_url or None)
+    config.add_argument("--reset", action="store_true", help="unset what config/storage set")
+    config.set_defaults(func=cmd_config)
+
+    storage = sub.add_parser("storage", help="default result storage block")
+    common.add_api_arg(storage)
+    storage.add_argument("--url", default=knobs.result_storage, help="folder or fsspec URL")
+    storage.set_defaults(func=cmd_storage)
+
+    queue = sub.add_parser("work-queue", help="process work pool and queue")
+    common.add_api_arg(queue)
+    queue.add_argument("--pool", default=knobs.work_pool)
+    queue.add_argument("--queue", default=knobs.work_queue)
+    queue.set_defaults(func=cmd_work_queue)
+
+    deployed = sub.add_parser("deployed", help="exit 0 if a deployment exists on pool/queue")
+    common.add_api_arg(deployed)
+    deployed.add_argument("--name", required=True, help="FLOW/DEPLOYMENT")
+    deployed.add_argument("--pool", default=knobs.work_pool)
+    deployed.add_argument("--queue", default=knobs.work_queue)
+    deployed.add_argument("--limit", type=int, default=None, help="its concurrency limit, too")
+    deployed.set_defaults(func=cmd_deployed)
+
+    auto = sub.add_parser("automations", help="crash detection and re-run automations")
+    common.add_api_arg(auto)
+    auto.add_argument("--flow", default=FLOW)
+    auto.add_argument("--deployment", default=knobs.deployment)
+    auto.set_defaults(func=cmd_automations)
+
+    shot = sub.add_parser("ui", help="screenshot of the deployment page")
+    common.add_api_arg(shot)
+    shot.add_argument("--flow", default=FLOW)
+    shot.add_argument("--deployment", default=knobs.deployment)
+    shot.set_defaults(func=cmd_ui)

@@ -1,0 +1,75 @@
+"""`make tour`'s closing summary: the figures the course homework asks for."""
+
+from __future__ import annotations
+
+import argparse
+
+from fhvlab import settings
+from fhvlab.cli import common
+from fhvlab.data.months import parse_date
+from fhvlab.local import server
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """`make tour`'s closing summary: the figures the course homework asks for."""
+    import json
+
+    api = common.api_url(args)
+    server.require_api(api)
+    http = server.api_session()
+    run_date = parse_date(args.date).isoformat()
+    folder = settings.artifacts_dir()
+    metrics = json.loads((folder / f"metrics-{run_date}.json").read_text())
+    dv_bytes = (folder / f"dv-{run_date}.pkl").stat().st_size
+    name = f"{args.flow}/{args.deployment}"
+    dep = http.get(f"{api}/deployments/name/{name}", timeout=10)
+    dep.raise_for_status()
+    deployment = dep.json()
+    crons = ", ".join(s["schedule"].get("cron", "?") for s in deployment["schedules"]) or "none"
+    body = {
+        "deployments": {"id": {"any_": [deployment["id"]]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+    }
+    scheduled = http.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
+    ui = args.ui_url or api.removesuffix("/api")
+    print(
+        f"summary: validation RMSE for {run_date}: {metrics['val_rmse']:.4f} "
+        f"(train {metrics['train_rmse']:.4f}, {metrics['train_month']} -> {metrics['val_month']})"
+    )
+    print(f"summary: dv-{run_date}.pkl: {dv_bytes} bytes")
+    print(f"summary: deployment {name}: cron {crons}, {len(scheduled)} scheduled runs")
+    print(
+        f"summary: work pool {deployment['work_pool_name']}, queue {deployment['work_queue_name']}"
+    )
+    print(f"summary: UI {ui}/deployments/deployment/{deployment['id']}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
+    """summary (the tour's last step)."""
+    summary = sub.add_parser("summary", help="the tour's closing figures")
+    common.add_api_arg(summary)
+    summary.add_argument("--date", default=knobs.date)
+    summary.add_argument("--flow", default="fhv-duration-training")
+    summary.add_argument("--deployment", default=knobs.deployment)
+    summary.add_argument("--ui-url", default=None)
+    summary.set_defaults(func=cmd_summary)
+    add_knobs_parser(sub)
+
+
+def cmd_knobs(args: argparse.Namespace) -> int:
+    """`make knobs`: every knob as the lab's Python reads it (secrets masked)."""
+    knobs = settings.current()
+    for name, value in knobs.model_dump().items():
+        shown = (
+            "*****" if hasattr(value, "get_secret_value") and value.get_secret_value() else value
+        )
+        print(f"{name.upper()}={'' if hasattr(shown, 'get_secret_value') else shown}")
+    print(f"# derived: API {knobs.lab_api_url}, result storage {knobs.result_storage}")
+    return 0
+
+
+def add_knobs_parser(sub: argparse._SubParsersAction) -> None:
+    """knobs."""
+    knobs = sub.add_parser("knobs", help="every knob as the lab's Python reads it")
+    knobs.set_defaults(func=cmd_knobs)

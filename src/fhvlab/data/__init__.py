@@ -1,0 +1,1 @@
+"""Data: months a student types -> FHV parquet files on disk (download, validate, progress)."""

@@ -1,0 +1,1 @@
+"""Local processes: the lab's Prefect server, worker, PostgreSQL and browser on this machine."""
