@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import re
@@ -22,6 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from fhvlab import files
 from fhvlab.data.months import Month
 from fhvlab.errors import DiskSpaceError, DownloadError
 from fhvlab.files import atomic_path
@@ -309,23 +308,19 @@ def month_lock(
     path = lock_path(dest_dir, month)
     deadline = time.monotonic() + timeout
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = files.wait_lock(
+            path,
+            deadline - time.monotonic(),
+            give_up=lambda: cancel is not None and cancel.is_set(),
+        )
+        if fd is None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            raise DownloadError(
+                f"month {month}: another process has been downloading it for over "
+                f"{timeout:.0f} s (lock {path}); try again when it is done"
+            )
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled
-                if time.monotonic() >= deadline:
-                    raise DownloadError(
-                        f"month {month}: another process has been downloading it for over "
-                        f"{timeout:.0f} s (lock {path}); try again when it is done"
-                    )
-                time.sleep(0.05)
             try:
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:

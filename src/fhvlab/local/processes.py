@@ -10,17 +10,16 @@ group (the lab starts each one in a new session). No Prefect import here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fhvlab.errors import LabError
+from fhvlab import files
 
 LOCK_TIMEOUT = 180.0  # longest a start waits for another start (a cold server takes ~10 s)
 
@@ -56,27 +55,13 @@ def worker_process(home: Path) -> Managed:
     return Managed("worker", home, ("prefect", "worker", "start"))
 
 
-@contextlib.contextmanager
-def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing); LabError after `timeout`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LabError(
-                        f"another lab command holds {path} for more than {timeout:.0f} s; "
-                        "wait for it, or check for a hung `make` process"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive lock on `path` (created if missing); LabError after `timeout`."""
+    busy = (
+        f"another lab command holds {path} for more than {timeout:.0f} s; "
+        "wait for it, or check for a hung `make` process"
+    )
+    return files.locked(path, timeout, busy)
 
 
 def pid_alive(pid: int) -> bool:

@@ -12,8 +12,6 @@ This implements Prefect's public `prefect.locking.protocol.LockManager` interfac
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import threading
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 
 import anyio
 from prefect.locking.protocol import LockManager
+
+from fhvlab import files
 
 POLL_SECONDS = 0.05
 
@@ -38,16 +38,7 @@ class ProcessLockManager(LockManager):
 
     def _try(self, key: str) -> int | None:
         """An fd holding the key's flock, or None if someone else holds it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(key), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                return None
-            raise
-        return fd
+        return files.try_lock(self._path(key))
 
     def acquire_lock(
         self,
