@@ -19,15 +19,15 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fhvlab import settings
+from fhvlab.orchestration import api, backfill_runs
 from fhvlab.orchestration import backfill as bf
-from fhvlab.orchestration import backfill_runs as backfill_api
 from train import train  # flows/train.py: Prefect puts this file's folder on sys.path
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def dates_to_run(dates: list[str]) -> list[str]:
     """The dates that still need a run: not COMPLETED, and not running in another run."""
-    todo, skipped = backfill_api.dates_still_to_run(dates)
+    todo, skipped = backfill_runs.dates_still_to_run(dates)
     for day, state in skipped.items():
         get_run_logger().info("%s: skipped, its latest run is %s", bf.run_name(day), state)
     return todo
@@ -51,8 +51,8 @@ def write_summary(range_dates: list[str], range_from: str, range_to: str) -> str
     """The range's CSV, PNG and table artifact, from the runs in the API."""
     first, last = date.fromisoformat(range_from), date.fromisoformat(range_to)
     days = [date.fromisoformat(d) for d in range_dates]
-    with backfill_api.client() as http:
-        rows, csv_path, png_path = backfill_api.build_report(
+    with api.client() as http:
+        rows, csv_path, png_path = backfill_runs.build_report(
             http, days, first, last, settings.artifacts_dir()
         )
     title = bf.table_markdown_title(range_from, range_to, rows)

@@ -24,24 +24,24 @@ from fhvlab import settings
 from fhvlab.data.months import parse_month
 from fhvlab.errors import LabError
 from fhvlab.orchestration import watch as w
-from fhvlab.orchestration import watch_runs as watch_api
+from fhvlab.orchestration import watch_runs
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ensure_watch_limit() -> str:
     """The global concurrency limit `fhv-watch` (1 slot) exists."""
-    return watch_api.ensure_limit(w.LIMIT)
+    return watch_runs.ensure_limit(w.LIMIT)
 
 
 @task(cache_policy=NO_CACHE)
 def read_known(data_dir: str) -> dict[str, Any]:
     """Months in DATA_DIR (with sizes) and months already announced (Variable and events)."""
-    record = watch_api.read_record()
-    from_events = watch_api.announced_by_events()
+    record = watch_runs.read_record()
+    from_events = watch_runs.announced_by_events()
     if missing := sorted(set(from_events) - {str(m) for m in w.announced_months(record)}):
         # a run died after its event reached the server, before recording it: record now
         record = w.with_event_months(record, missing)
-        watch_api.save_record(record)
+        watch_runs.save_record(record)
     announced = [str(m) for m in w.announced_months(record)]
     local = {str(m): size for m, size in w.local_months(Path(data_dir)).items()}
     get_run_logger().info(
@@ -57,7 +57,7 @@ def read_known(data_dir: str) -> dict[str, Any]:
 def check_answered(record: dict[str, Any]) -> list[str]:
     """Warn about announced months whose training date has no run: the trigger was off."""
     dates = [str(w.training_date(m)) for m in w.announced_months(record)]
-    missing = w.unanswered(record, watch_api.dates_with_runs(dates), datetime.now(UTC))
+    missing = w.unanswered(record, watch_runs.dates_with_runs(dates), datetime.now(UTC))
     for month in missing:
         day = w.training_date(month)
         get_run_logger().warning(
@@ -96,7 +96,7 @@ def announce(probe: w.Probe, record: dict[str, Any]) -> dict[str, Any]:
     """Emit fhv.month.published once, wait until the server has it, then record it."""
     logger = get_run_logger()
     day = w.training_date(probe.month)
-    trained = day.isoformat() in watch_api.completed_dates([day])
+    trained = day.isoformat() in watch_runs.completed_dates([day])
     event = emit_event(
         event=w.EVENT,
         resource=w.event_resource(probe, trained),
@@ -104,10 +104,10 @@ def announce(probe: w.Probe, record: dict[str, Any]) -> dict[str, Any]:
     )
     if event is None:
         raise LabError("Prefect did not emit the event (no API configured?)")
-    waited = watch_api.wait_until_stored(str(event.id))
+    waited = watch_runs.wait_until_stored(str(event.id))
     now = datetime.now(UTC).isoformat()
     new_record = w.with_announced(record, probe, str(event.id), now, trained)
-    watch_api.save_record(new_record)
+    watch_runs.save_record(new_record)
     logger.info(
         "announced %s (event %s, stored after %.1f s): training date %s%s",
         probe.month,

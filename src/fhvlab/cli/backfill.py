@@ -32,71 +32,55 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 0
     dates = _backfill_dates(args)
     server.require_api(common.api_url(args))
-    from uuid import UUID
-
-    from fhvlab.orchestration import backfill_runs as backfill_api
+    from fhvlab.orchestration import api, backfill_runs
 
     first, last = bf.parse_range(args.start, args.end)
     concurrency = bf.parse_concurrency(args.concurrency)
-    with backfill_api.client() as http:
-        retired = backfill_api.remove_old_limit(http)
-        if retired:
-            print(f"backfill: {retired}")
-        runs = backfill_api.read_date_runs(http, dates)
-        claims = backfill_api.read_claims(http)
-        decision = bf.decide(dates, runs, claims)
+    with api.client() as http:
+        done = backfill_runs.submit(http, dates, first, last, concurrency)
+        decision = done.decision
+        if done.retired:
+            print(f"backfill: {done.retired}")
         left = ", ".join(f"{len(v)} {k}" for k, v in sorted(decision.existing.items()))
         print(
             f"backfill: {len(dates)} dates in {first}..{last} (cron {args.cron!r}, "
             f"{args.timezone}): {len(decision.create)} new, {len(decision.rerun)} to run "
             f"again, {decision.existing_count} already existed" + (f" ({left})" if left else "")
         )
-        parent = None
-        if decision.to_run:
-            key = bf.idempotency_key(decision.to_run, runs)
-            parent = backfill_api.create_parent(
-                http, decision.to_run, first, last, dates, concurrency, key
-            )
+        if done.parent is not None:
             print(
-                f"backfill: flow run {parent.name!r} runs {len(decision.to_run)} dates, "
-                f"{concurrency} at a time; UI {common.ui_base(args)}/runs/flow-run/{parent.id}"
+                f"backfill: flow run {done.parent.name!r} runs {len(decision.to_run)} dates, "
+                f"{concurrency} at a time; UI {common.ui_base(args)}/runs/flow-run/{done.parent.id}"
             )
         if not args.watch:
             if decision.to_run:
                 print("backfill: a worker runs it (make worker); WATCH=1 waits for the results")
             return 0
-        if backfill_api.workers_online(http, args.pool) == 0:
+        if api.workers_online(http, args.pool) == 0:
             print(
                 f"backfill: no worker is polling pool {args.pool!r}: start one in another "
                 "terminal with `make worker`; waiting",
                 flush=True,
             )
-        # The backfill runs that will run this range's dates: this call's, or earlier ones'.
-        waiting_for = [UUID(c.id) for c in claims if set(dates) & c.dates]
-        waiting_for += [parent.id] if parent and parent.id not in waiting_for else []
         print(
-            f"backfill: waiting for {len(waiting_for)} backfill run(s) "
+            f"backfill: waiting for {len(done.waiting_for())} backfill run(s) "
             f"(at most WATCH_TIMEOUT={args.watch_timeout:.0f} s)",
             flush=True,
         )
-        finished = backfill_api.wait_for_runs(waiting_for, args.watch_timeout)
-        folder = settings.artifacts_dir()
-        csv_path, png_path = bf.report_paths(folder, first, last)
-        ended = http.read_flow_run(parent.id) if parent and finished else None
-        if ended is not None and backfill_api.summary_written_by(ended, csv_path, png_path):
-            rows = backfill_api.report_rows(http, dates, folder)  # its summary: no second copy
-        else:
-            rows, csv_path, png_path = backfill_api.build_report(http, dates, first, last, folder)
-    for row in rows:
+        outcome = backfill_runs.await_range(
+            http, done, first, last, settings.artifacts_dir(), args.watch_timeout
+        )
+    for row in outcome.rows:
         print(f"backfill: {bf.format_row(row)}")
-    print(f"backfill: summary {csv_path} and {png_path}")
-    if not finished:
+    print(f"backfill: summary {outcome.csv_path} and {outcome.png_path}")
+    if not outcome.finished:
         raise LabError(
             f"backfill: not every date was final after WATCH_TIMEOUT={args.watch_timeout:.0f} s"
         )
-    bad = [r["date"] for r in rows if r["state"] != "COMPLETED"]
-    if bad:
-        raise LabError(f"{len(bad)} of {len(rows)} dates did not complete: {', '.join(bad)}")
+    if bad := outcome.not_completed():
+        raise LabError(
+            f"{len(bad)} of {len(outcome.rows)} dates did not complete: {', '.join(bad)}"
+        )
     return 0
 
 
@@ -107,10 +91,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     dates = bf.plan_dates(args.start, args.end, args.cron, args.timezone)
     first, last = bf.parse_range(args.start, args.end)
     server.require_api(common.api_url(args))
-    from fhvlab.orchestration import backfill_runs as backfill_api
+    from fhvlab.orchestration import api, backfill_runs
 
-    with backfill_api.client() as http:
-        rows, csv_path, png_path = backfill_api.build_report(
+    with api.client() as http:
+        rows, csv_path, png_path = backfill_runs.build_report(
             http, dates, first, last, settings.artifacts_dir()
         )
     for row in rows:

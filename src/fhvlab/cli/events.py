@@ -36,16 +36,16 @@ def _ui(api_url: str) -> str:
 def _wait_final(http: Any, run_id: Any, timeout: float) -> Any:
     """The flow run once its state is final (Prefect's `wait_for_flow_run`), or None after
     `timeout` seconds."""
-    from fhvlab.orchestration.backfill_runs import wait_for_runs
+    from fhvlab.orchestration.api import wait_for_runs
 
     return http.read_flow_run(run_id) if wait_for_runs([run_id], timeout) else None
 
 
 def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
     """The events named `name` a flow run emitted, oldest first."""
-    from fhvlab.orchestration import watch_runs as watch_api
+    from fhvlab.orchestration import watch_runs
 
-    mine = watch_api.read_events(prefix=name, related_id=f"prefect.flow-run.{run_id}")
+    mine = watch_runs.read_events(prefix=name, related_id=f"prefect.flow-run.{run_id}")
     return sorted(mine, key=lambda e: e["occurred"])
 
 
@@ -72,11 +72,11 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from fhvlab.orchestration import watch_runs as watch_api
-    from fhvlab.orchestration.backfill_runs import workers_online
+    from fhvlab.orchestration import api, watch_runs
+    from fhvlab.orchestration.api import workers_online
 
     parameters: dict[str, Any] = {"ahead": ahead, "watch_from": args.watch_from or None}
-    name = f"{watch_api.WATCH_FLOW}/{watch_api.WATCH_DEPLOYMENT}"
+    name = f"{watch_runs.WATCH_FLOW}/{watch_runs.WATCH_DEPLOYMENT}"
     try:
         run = run_deployment(name, parameters=parameters, timeout=0)
     except ObjectNotFound:
@@ -86,7 +86,7 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     if not args.watch:
         print("watch: a worker runs it (make worker, make up); WATCH=1 waits for what it announces")
         return 0
-    with watch_api.client() as http:
+    with api.client() as http:
         if not workers_online(http, settings.current().work_pool):
             print("watch: no worker polls the pool yet: start one with `make worker`; waiting")
         done = _wait_final(http, run.id, args.watch_timeout)
@@ -116,7 +116,7 @@ def _follow_training(
     http: Any, events: list[dict[str, Any]], timeout: float, ui: str, say: Callable[[str], Any]
 ) -> None:
     """Wait (bounded) for the training run each event caused, and print its outcome."""
-    from fhvlab.orchestration import watch_runs as watch_api
+    from fhvlab.orchestration import watch_runs
 
     wanted = {
         e["payload"]["training_date"]: _when(e["occurred"])
@@ -127,7 +127,7 @@ def _follow_training(
     created_deadline = time.monotonic() + CREATED_WITHIN
     bad = []
     for day, occurred in sorted(wanted.items()):
-        while not (runs := watch_api.training_runs([day], occurred)):
+        while not (runs := watch_runs.training_runs([day], occurred)):
             if time.monotonic() > created_deadline:
                 raise LabError(
                     f"no training run for {day} within {CREATED_WITHIN:.0f} s of its event: "
@@ -149,10 +149,10 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     """The lab's recent fhv.* events, one line each (newest last), and where to see them."""
     server.require_api(api_url)
     from fhvlab.orchestration import watch as w
-    from fhvlab.orchestration import watch_runs as watch_api
+    from fhvlab.orchestration import watch_runs
 
-    events = sorted(watch_api.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
-    started = _started_by_automation(watch_api.training_runs_by_automation())
+    events = sorted(watch_runs.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
+    started = _started_by_automation(watch_runs.training_runs_by_automation())
     for event in events:
         payload = event.get("payload") or {}
         if event["event"] == w.CHECKED_EVENT:

@@ -244,15 +244,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """`make ui`: screenshot of the deployment's page in the Prefect UI."""
     from fhvlab.local import ui
 
-    api = common.api_url(args)
-    server.require_api(api)
-    found = server.api_session().get(
-        f"{api}/deployments/name/{args.flow}/{args.deployment}", timeout=10
-    )
-    if found.status_code == 404:
-        raise LabError(f"no deployment {args.flow}/{args.deployment}: run `make deploy` first")
-    found.raise_for_status()
-    url = f"{api.removesuffix('/api')}/deployments/deployment/{found.json()['id']}"
+    base = common.api_url(args)
+    server.require_api(base)
+    from prefect.exceptions import ObjectNotFound
+
+    from fhvlab.orchestration import api
+
+    with api.client() as http:
+        try:
+            found = http.read_deployment_by_name(f"{args.flow}/{args.deployment}")
+        except ObjectNotFound:
+            raise LabError(
+                f"no deployment {args.flow}/{args.deployment}: run `make deploy` first"
+            ) from None
+    url = f"{base.removesuffix('/api')}/deployments/deployment/{found.id}"
     out = settings.artifacts_dir() / "ui" / "deployment.png"
     ui.screenshot(url, out)
     print(f"ui: {url} -> {out}")

@@ -14,34 +14,28 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """`make tour`'s closing summary: the figures the course homework asks for."""
     import json
 
-    api = common.api_url(args)
-    server.require_api(api)
-    http = server.api_session()
+    url = common.api_url(args)
+    server.require_api(url)
     run_date = parse_date(args.date).isoformat()
     folder = settings.artifacts_dir()
     metrics = json.loads((folder / f"metrics-{run_date}.json").read_text())
     dv_bytes = (folder / f"dv-{run_date}.pkl").stat().st_size
     name = f"{args.flow}/{args.deployment}"
-    dep = http.get(f"{api}/deployments/name/{name}", timeout=10)
-    dep.raise_for_status()
-    deployment = dep.json()
-    crons = ", ".join(s["schedule"].get("cron", "?") for s in deployment["schedules"]) or "none"
-    body = {
-        "deployments": {"id": {"any_": [deployment["id"]]}},
-        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-    }
-    scheduled = http.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
-    ui = args.ui_url or api.removesuffix("/api")
+    from fhvlab.orchestration import api
+
+    with api.client() as http:
+        deployment = http.read_deployment_by_name(name)
+        scheduled = api.scheduled_runs(http, deployment.id)
+    crons = ", ".join(getattr(s.schedule, "cron", "?") for s in deployment.schedules) or "none"
+    ui = args.ui_url or url.removesuffix("/api")
     print(
         f"summary: validation RMSE for {run_date}: {metrics['val_rmse']:.4f} "
         f"(train {metrics['train_rmse']:.4f}, {metrics['train_month']} -> {metrics['val_month']})"
     )
     print(f"summary: dv-{run_date}.pkl: {dv_bytes} bytes")
     print(f"summary: deployment {name}: cron {crons}, {len(scheduled)} scheduled runs")
-    print(
-        f"summary: work pool {deployment['work_pool_name']}, queue {deployment['work_queue_name']}"
-    )
-    print(f"summary: UI {ui}/deployments/deployment/{deployment['id']}")
+    print(f"summary: work pool {deployment.work_pool_name}, queue {deployment.work_queue_name}")
+    print(f"summary: UI {ui}/deployments/deployment/{deployment.id}")
     return 0
 
 

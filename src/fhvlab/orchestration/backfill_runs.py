@@ -6,17 +6,16 @@ Import only after the environment is set (Prefect reads its settings at import).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import create_table_artifact
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
@@ -27,10 +26,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import FlowRunWaitTimeout, ObjectNotFound
-from prefect.flow_runs import wait_for_flow_run
+from prefect.exceptions import ObjectNotFound
 
 from fhvlab.errors import LabError
+from fhvlab.orchestration import api
 from fhvlab.orchestration import backfill as bf
 
 ACTIVE = [
@@ -40,11 +39,6 @@ ACTIVE = [
     StateType.PAUSED,
     StateType.CANCELLING,
 ]
-
-
-def client() -> SyncPrefectClient:
-    """A synchronous client of the API in PREFECT_API_URL."""
-    return get_client(sync_client=True)
 
 
 def remove_old_limit(http: SyncPrefectClient, name: str = bf.LIMIT_NAME) -> str | None:
@@ -125,7 +119,7 @@ def dates_still_to_run(days: Sequence[str]) -> tuple[list[str], dict[date, str]]
     run when it starts: a run enqueued behind another one skips what that one did.
     """
     wanted = [date.fromisoformat(d) for d in days]
-    with client() as http:
+    with api.client() as http:
         todo, skipped = bf.still_to_run(wanted, read_date_runs(http, wanted))
     return [d.isoformat() for d in todo], skipped
 
@@ -160,15 +154,6 @@ def create_parent(
     )
 
 
-def workers_online(http: SyncPrefectClient, pool: str) -> int:
-    """How many workers of `pool` the server counts as online."""
-    try:
-        workers = http.read_workers_for_work_pool(pool)
-    except ObjectNotFound:
-        return 0
-    return sum(1 for w in workers if str(getattr(w.status, "value", w.status)) == "ONLINE")
-
-
 def read_metrics(folder: Path, dates: Sequence[date]) -> dict[date, dict[str, Any]]:
     """metrics-DATE.json of each date that has one."""
     found = {}
@@ -185,29 +170,6 @@ def report_rows(
     """The range's summary rows (one per date), from the runs in the API and metrics files."""
     latest = bf.latest_by_date(read_date_runs(http, dates))
     return bf.summary_rows(dates, latest, read_metrics(folder, dates))
-
-
-def wait_for_runs(run_ids: Sequence[UUID], timeout: float) -> bool:
-    """Wait until each flow run is final (Prefect's `wait_for_flow_run`); False on timeout.
-
-    If the server goes away meanwhile (a restart), wait again once it answers.
-    """
-    deadline = time.monotonic() + timeout
-
-    async def wait_all() -> None:
-        left = max(1, int(deadline - time.monotonic()))
-        await asyncio.gather(*(wait_for_flow_run(i, timeout=left) for i in run_ids))
-
-    while True:
-        try:
-            asyncio.run(wait_all())
-            return True
-        except FlowRunWaitTimeout:
-            return False
-        except Exception:  # the events stream or the API dropped (server restarted)
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(2)
 
 
 def summary_written_by(run: FlowRun, csv_path: Path, png_path: Path) -> bool:
@@ -239,3 +201,74 @@ def build_report(
         table=rows, key=f"backfill-{first.isoformat()}-{last.isoformat()}", description=title
     )
     return rows, csv_path, png_path
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What `submit` decided and created for a range (`make backfill`)."""
+
+    dates: list[date]
+    decision: bf.Decision
+    claims: list[bf.Claim]
+    parent: FlowRun | None
+    retired: str | None
+
+    def waiting_for(self) -> list[UUID]:
+        """The backfill runs that run this range's dates: this call's, or earlier ones'."""
+        ids = [UUID(c.id) for c in self.claims if set(self.dates) & c.dates]
+        if self.parent is not None and self.parent.id not in ids:
+            ids.append(self.parent.id)
+        return ids
+
+
+def submit(
+    http: SyncPrefectClient, dates: list[date], first: date, last: date, concurrency: int
+) -> Submitted:
+    """One backfill run for the range's dates not yet run (or failed); none if all are done.
+
+    Idempotent: the run's idempotency key is made of the dates it runs and their runs, so
+    a repeated call (or one racing it) gets the same run, not a second one.
+    """
+    retired = remove_old_limit(http)
+    runs = read_date_runs(http, dates)
+    claims = read_claims(http)
+    decision = bf.decide(dates, runs, claims)
+    parent = None
+    if decision.to_run:
+        key = bf.idempotency_key(decision.to_run, runs)
+        parent = create_parent(http, decision.to_run, first, last, dates, concurrency, key)
+    return Submitted(list(dates), decision, claims, parent, retired)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A watched range once its runs are final (or the wait timed out)."""
+
+    finished: bool
+    rows: list[dict[str, Any]]
+    csv_path: Path
+    png_path: Path
+
+    def not_completed(self) -> list[str]:
+        """The dates whose latest run is not COMPLETED."""
+        return [r["date"] for r in self.rows if r["state"] != "COMPLETED"]
+
+
+def await_range(
+    http: SyncPrefectClient,
+    submitted: Submitted,
+    first: date,
+    last: date,
+    folder: Path,
+    timeout: float,
+) -> Outcome:
+    """Wait for the range's backfill runs, then its summary (the parent's own, if it wrote one)."""
+    finished = api.wait_for_runs(submitted.waiting_for(), timeout)
+    csv_path, png_path = bf.report_paths(folder, first, last)
+    parent = submitted.parent
+    ended = http.read_flow_run(parent.id) if parent and finished else None
+    if ended is not None and summary_written_by(ended, csv_path, png_path):
+        rows = report_rows(http, submitted.dates, folder)  # its summary: no second copy
+    else:
+        rows, csv_path, png_path = build_report(http, submitted.dates, first, last, folder)
+    return Outcome(finished, rows, csv_path, png_path)

@@ -7,11 +7,9 @@ Import this module only after the environment is set (Prefect reads settings at 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import (
@@ -94,19 +92,22 @@ def save_storage(url: str) -> tuple[str, str]:
     return f"{block.get_block_type_slug()}/{STORAGE_BLOCK}", str(block.basepath)
 
 
-async def _ensure_pool_and_queue(pool: str, queue: str) -> list[str]:
+def ensure_pool_and_queue(pool: str, queue: str) -> list[str]:
+    """A process work pool and a queue in it (replaces `prefect work-queue create`)."""
     from prefect.workers.process import ProcessWorker
 
+    from fhvlab.orchestration import api
+
     done = []
-    async with get_client() as client:
+    with api.client() as client:
         try:
-            existing = await client.read_work_pool(pool)
+            existing = client.read_work_pool(pool)
             if existing.type != "process":
                 done.append(f"work pool {pool!r} exists with type {existing.type!r} (kept)")
             else:
                 done.append(f"work pool {pool!r} (process) already exists")
         except ObjectNotFound:
-            await client.create_work_pool(
+            client.create_work_pool(
                 WorkPoolCreate(
                     name=pool,
                     type="process",
@@ -115,14 +116,9 @@ async def _ensure_pool_and_queue(pool: str, queue: str) -> list[str]:
             )
             done.append(f"created work pool {pool!r} (process)")
         try:
-            await client.read_work_queue_by_name(queue, work_pool_name=pool)
+            client.read_work_queue_by_name(queue, work_pool_name=pool)
             done.append(f"work queue {queue!r} in pool {pool!r} already exists")
         except ObjectNotFound:
-            await client.create_work_queue(name=queue, work_pool_name=pool)
+            client.create_work_queue(name=queue, work_pool_name=pool)
             done.append(f"created work queue {queue!r} in pool {pool!r}")
     return done
-
-
-def ensure_pool_and_queue(pool: str, queue: str) -> list[str]:
-    """A process work pool and a queue in it (replaces `prefect work-queue create`)."""
-    return asyncio.run(_ensure_pool_and_queue(pool, queue))

@@ -17,8 +17,8 @@ from typing import Any
 
 import requests
 
-from fhvlab.data import download
-from fhvlab.data.download import _reason, month_url
+from fhvlab.data import http
+from fhvlab.data.download import month_url
 from fhvlab.data.months import Month, parse_month
 from fhvlab.errors import BadInput, LabError
 
@@ -137,7 +137,7 @@ def judge(probe: Probe, smallest: int) -> Verdict:
 
 def make_session(retries: int = 2, backoff: float = 0.3) -> requests.Session:
     """A session that retries connection errors and 5xx a few times (HEAD and GET)."""
-    return download.make_session(
+    return http.make_session(
         retries, backoff, methods=frozenset({"HEAD", "GET"}), agent="fhvlab-watch"
     )
 
@@ -159,7 +159,7 @@ def _ask(session: requests.Session, method: str, url: str, timeout: float) -> re
             method, url, headers=headers, timeout=timeout, stream=True, allow_redirects=True
         )
     except requests.RequestException as exc:  # urllib3's Retry already tried again
-        raise WatchError(f"cannot reach DATA_URL: {url} ({_reason(exc)})") from None
+        raise WatchError(f"cannot reach DATA_URL: {url} ({http.reason(exc)})") from None
 
 
 def probe_month(

@@ -1,7 +1,7 @@
 """The watch flow's and `make watch` / `make events`' conversations with the Prefect API.
 
 Import only after the environment is set (Prefect reads its settings at import). Uses
-Prefect's public client, Variables and the REST API (`POST /api/events/filter`).
+Prefect's client (`fhvlab.orchestration.api`), Variables and events.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -26,6 +25,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.variables import Variable
 
+from fhvlab.orchestration import api
 from fhvlab.orchestration import watch as w
 
 TRAINING_FLOW = "fhv-duration-training"
@@ -34,14 +34,9 @@ WATCH_DEPLOYMENT = "fhv-watch"
 EVENT_LOOKBACK = timedelta(days=180)  # the server keeps events 7 days by default
 
 
-def client() -> SyncPrefectClient:
-    """A synchronous client of the API in PREFECT_API_URL."""
-    return get_client(sync_client=True)
-
-
 def ensure_limit(name: str = w.LIMIT) -> str:
     """The global concurrency limit `name` with 1 slot, created if missing (race-safe)."""
-    with client() as http:
+    with api.client() as http:
         try:
             found = http.read_global_concurrency_limit_by_name(name)
             return f"global concurrency limit {name!r} = {found.limit}"
@@ -68,32 +63,6 @@ def save_record(record: dict[str, Any]) -> None:
     Variable.set(w.VARIABLE, record, tags=["fhv-lab"], overwrite=True)
 
 
-def _api_url() -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    return str(PREFECT_API_URL.value() or "").rstrip("/")
-
-
-def _session():
-    """A REST session for reads (events filter): 503s, SQLite's "database is locked", retried."""
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    from fhvlab.local.server import api_session
-
-    session = api_session()
-    retry = Retry(
-        total=5,
-        status_forcelist=(502, 503, 504),
-        allowed_methods=frozenset({"GET", "POST"}),  # POST /events/filter only reads
-        backoff_factor=0.5,
-        raise_on_status=False,
-    )
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    return session
-
-
 def read_events(
     prefix: str = "fhv.",
     ids: Iterable[str] = (),
@@ -103,22 +72,8 @@ def read_events(
 ) -> list[dict[str, Any]]:
     """Recent events whose name starts with `prefix` (and with these ids, or related to
     `related_id`), newest first; at most 50 (the API's page size)."""
-    event_filter: dict[str, Any] = {
-        "occurred": {"since": (since or datetime.now(UTC) - EVENT_LOOKBACK).isoformat()},
-        "event": {"prefix": [prefix]},
-        "order": "DESC",
-    }
-    if ids := list(ids):
-        event_filter["id"] = {"id": ids}
-    if related_id:
-        event_filter["related"] = {"id": [related_id]}
-    response = _session().post(
-        f"{_api_url()}/events/filter",
-        json={"filter": event_filter, "limit": min(limit, 50)},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.json()["events"]
+    since = since or datetime.now(UTC) - EVENT_LOOKBACK
+    return api.read_events(since, prefix, ids, limit, related_id)
 
 
 def announced_by_events() -> list[str]:
@@ -163,7 +118,7 @@ def _training_flow_runs(completed_only: bool = False) -> list[FlowRun]:
     """Runs of the training flow (all, or COMPLETED only), page by page, newest first."""
     state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
     found: list[FlowRun] = []
-    with client() as http:
+    with api.client() as http:
         for page in range(MAX_PAGES):
             runs = http.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAINING_FLOW])),
