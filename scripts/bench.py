@@ -5,7 +5,7 @@ asserted. Also measures `make train` end to end against the running lab server, 
 `make data`'s download throughput from a loopback HTTP server.
 
 `make bench BIG=1` (`--big`) adds two generated 23 M-row months (the size of 2019-01; made
-once, cached in .bench/, ~0.9 GB): the lab's pipeline and `make train` on them, and the
+once, cached in .bench/, about 0.9 GB of disk): the lab's pipeline and `make train` on them, and the
 course script run under a cap on its address space (BENCH_CAP_GB, default 8: a laptop),
 reporting what happened to it. The machine may be shared: compare ratios within one run.
 """
@@ -220,7 +220,7 @@ def main() -> None:
 
     make_train(train.parent)  # once to warm the OS's caches; the figures are the later runs'
     # Each of these three 5 times, interleaved; the medians are reported (a flow run's
-    # end can vary by up to ~1 s: Prefect's background threads stop on a 1 s tick).
+    # end varies: Prefect's background threads stop on a 1 s tick).
     floors, changed, hits = [], [], []
     for _ in range(REPEAT):
         floors.append(measure([PY, "scripts/noop.py"])[0])

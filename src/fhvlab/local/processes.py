@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fhvlab import files
 
-LOCK_TIMEOUT = 180.0  # longest a start waits for another start (a cold server takes ~10 s)
+LOCK_TIMEOUT = 180.0  # longest a start waits for another start (server start: `make bench-ops`)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def column_values(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
     """(values, validity or None) of a fixed-width Arrow array, zero-copy.
 
     Read straight from the Arrow buffers: pyarrow's own `to_numpy` imports pandas the first
-    time (about half a second and 50 MB), which reading a month does not need.
+    time, which reading a month does not need.
     """
     if pa.types.is_timestamp(column.type):
         dtype = np.dtype(np.int64)
@@ -262,7 +262,7 @@ def month_stats(path: Path, batch_rows: int = BATCH_ROWS) -> MonthStats:
 
 
 def warm_up() -> None:
-    """Import what fitting needs (scikit-learn, scipy.sparse): ~1 s and ~110 MB, once."""
+    """Import what fitting needs (scikit-learn, scipy.sparse), once (cost: docs/benchmarks.md)."""
     import scipy.sparse  # noqa: F401
     import sklearn.feature_extraction
     import sklearn.linear_model  # noqa: F401
@@ -334,7 +334,7 @@ def fit(stats: MonthStats) -> tuple[DictVectorizer, LinearRegression]:
     of +-3e17). Such columns are zeroed before the fit, which gives the exact 0.
 
     scikit-learn is imported here, not at the top: reading a month does not need it, so
-    its ~110 MB are not resident while batches are.
+    its memory is not resident while batches are.
     """
     from scipy import sparse
     from sklearn.linear_model import LinearRegression

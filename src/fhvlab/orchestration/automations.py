@@ -65,8 +65,9 @@ def zombie_automation(
         ),
         trigger=EventTrigger(
             # Prefect's recipe starts the window at a heartbeat only; a process killed before
-            # its first heartbeat reached the server (measured here: a kill 4 s after
-            # RUNNING) would stay RUNNING for good. The RUNNING event opens it too.
+            # its first heartbeat reached the server (a kill a few seconds after
+            # RUNNING, tests/integration/test_crash.py) would stay RUNNING for good.
+            # The RUNNING event opens it too.
             after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *FINAL_EVENTS},
             match={"prefect.resource.id": "prefect.flow-run.*"},
