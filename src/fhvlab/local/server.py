@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from fhvlab.errors import BadInput, LabError
-from fhvlab.local import database, processes
+from fhvlab.local import database, dbseed, processes
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +213,11 @@ def start(
                 f"port {spec.port} on {spec.host} is taken by {who}; stop it, or pick another "
                 f"port: make server PREFECT_PORT={spec.port + 1}"
             )
+        env = server_env(spec, ui_api_url)
+        dbseed.seed(spec.home, env)  # a new SQLite home: a copy of Prefect's migrated database
         prefect = Path(sys.executable).with_name("prefect")
         cmd = [str(prefect), "server", "start", "--host", spec.host, "--port", str(spec.port)]
-        pid = processes.spawn(proc, cmd, server_env(spec, ui_api_url))
+        pid = processes.spawn(proc, cmd, env)
         try:
             wait_healthy(spec, pid, timeout)
         except BaseException:
