@@ -14,11 +14,11 @@ PACKAGE = ROOT / "src" / "fhvlab"
 ALLOWED = {
     "data": set(),
     "model": {"data"},
-    "orchestration": {"data", "model"},
-    "local": {"orchestration"},
+    "local": set(),  # processes on this machine: the server, the worker, PostgreSQL
+    "orchestration": {"data", "model", "local"},  # what the lab sets up in that server
     "cli": {"data", "model", "orchestration", "local"},
 }
-TOP = {"settings", "knobs", "errors", "files"}
+TOP = {"settings", "knobs", "errors", "files", "__version__"}
 
 
 def _lab_imports(path: Path) -> set[str]:
