@@ -79,6 +79,10 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
     assert "work queue 'fhv-queue' in pool 'fhv-pool' already exists" in again
     assert "deploy: nothing to do" in again
     assert _state(env) == before
+    traced = run_make("deploy", env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    imported = [line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()]
+    assert "fhvlab.local.record" in imported
+    assert not [m for m in imported if m.split(".")[0] in ("prefect", "pydantic", "requests")]
 
     # CRON: the deployments are applied again, the steps before them are not.
     out = _deploy(env, "CRON=0 10 15 * *")
