@@ -154,7 +154,6 @@ tour: ## the whole module in order (data, server, ..., deploy, train, run + work
 	@echo "tour: 5/6 a worker runs it"; $(MAKE) --no-print-directory -f $(ROOT)/Makefile worker ONCE=1
 	@echo "tour: 6/6 summary"
 	@$(VPY) -m fhvlab summary --date "$(DATE)"
-	@$(VENV)/bin/prefect work-queue ls --pool "$(WORK_POOL)"
 
 ##@ The module, step by step
 .PHONY: data
