@@ -98,29 +98,53 @@ def server_step(args: argparse.Namespace, verdict: record.Verdict, warm: bool) -
     record.save(home, "server", {"pid": pid, "database": now_db})
 
 
-def worker_step(args: argparse.Namespace, verdict: record.Verdict) -> None:
-    """One background worker on WORK_POOL/WORK_QUEUE, online; restarted if it served others."""
-    from fhvlab.local import lab
+class WorkerStart(threading.Thread):
+    """The worker step in a thread: it starts and comes online while the deploy step runs
+    (the pool and the queue exist by then); `finish` prints and records it."""
 
-    knobs = settings.current()
-    home = knobs.prefect_home
-    api = common.api_url(args)
-    if verdict.extra.get("pid"):
-        print(f"worker: restarting the worker ({verdict.line})")
-        lab.stop_worker(home)
-    print(
-        f"worker: $ prefect worker start --pool {knobs.work_pool} --work-queue "
-        f"{knobs.work_queue} --install-policy never  (detached)"
-    )
-    pid, started = lab.start_worker(
-        home, api, knobs.work_pool, knobs.work_queue, settings.ROOT, args.worker_timeout
-    )
-    state = "started" if started else "already running"
-    print(
-        f"worker: {state} (pid {pid}), online in pool {knobs.work_pool!r}; "
-        f"log {home / 'worker.log'}"
-    )
-    record.save(home, "worker", {"pid": pid, "pool": knobs.work_pool, "queue": knobs.work_queue})
+    def __init__(self, args: argparse.Namespace, verdict: record.Verdict) -> None:
+        super().__init__(name="worker-start", daemon=True)
+        from fhvlab.local import lab
+
+        self.lab = lab
+        self.knobs = settings.current()
+        self.api = common.api_url(args)
+        self.timeout = args.worker_timeout
+        self.result: tuple[int, bool] | BaseException | None = None
+        if verdict.extra.get("pid"):
+            print(f"worker: restarting the worker ({verdict.line})")
+            lab.stop_worker(self.knobs.prefect_home)
+        print(
+            f"worker: $ prefect worker start --pool {self.knobs.work_pool} --work-queue "
+            f"{self.knobs.work_queue} --install-policy never  (detached)",
+            flush=True,
+        )
+
+    def run(self) -> None:
+        k = self.knobs
+        try:
+            self.result = self.lab.start_worker(
+                k.prefect_home, self.api, k.work_pool, k.work_queue, settings.ROOT, self.timeout
+            )
+        except BaseException as exc:  # handed to the main thread by finish()
+            self.result = exc
+
+    def finish(self) -> None:
+        """Wait until the worker is online (or failed); print and record it."""
+        self.join()
+        if isinstance(self.result, BaseException):
+            raise self.result
+        assert self.result is not None
+        pid, started = self.result
+        k = self.knobs
+        state = "started" if started else "already running"
+        print(
+            f"worker: {state} (pid {pid}), online in pool {k.work_pool!r}; "
+            f"log {k.prefect_home / 'worker.log'}"
+        )
+        record.save(
+            k.prefect_home, "worker", {"pid": pid, "pool": k.work_pool, "queue": k.work_queue}
+        )
 
 
 def prefect_step(step: str, args: argparse.Namespace) -> None:
@@ -153,8 +177,17 @@ def run_target(target: str, args: argparse.Namespace) -> int:
     steps = record.TARGETS[target]
     force = bool(getattr(args, "force", False))
     fresh = not record.load(home) or not (home / "prefect.db").exists()
+    worker: WorkerStart | None = None
     with processes.locked(home / record.LOCK):
         for step in steps:
+            if step == "deploy" and "worker" in steps:  # the worker starts meanwhile
+                verdict = record.Verdict(False, "forced") if force else record.check("worker")
+                if not verdict.done:
+                    worker = WorkerStart(args, verdict)
+                    worker.start()
+            if step == "worker" and worker is not None:
+                worker.finish()
+                continue
             verdict = record.Verdict(False, "forced") if force else record.check(step)
             if verdict.done:
                 _print_verdict(step, verdict)
@@ -162,7 +195,9 @@ def run_target(target: str, args: argparse.Namespace) -> int:
             if step == "server":
                 server_step(args, verdict, warm=fresh and len(steps) > 1)
             elif step == "worker":
-                worker_step(args, verdict)
+                worker = WorkerStart(args, verdict)
+                worker.start()
+                worker.finish()
             else:
                 prefect_step(step, args)
     return 0
