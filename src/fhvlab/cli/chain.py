@@ -173,8 +173,10 @@ def prefect_step(step: str, args: argparse.Namespace) -> None:
 def run_target(target: str, args: argparse.Namespace) -> int:
     """Every step of `target`: those with nothing to do say so, the others do their work."""
     home: Path = settings.prefect_home()
-    common.api_url(args)  # a malformed API_URL is one line, before anything is done
     steps = record.TARGETS[target]
+    if "server" in steps:
+        common.spec(args)  # a bad PREFECT_PORT is one line naming it, before anything is done
+    common.api_url(args)  # ... and so is a malformed API_URL
     force = bool(getattr(args, "force", False))
     fresh = not record.load(home) or not (home / "prefect.db").exists()
     worker: WorkerStart | None = None
