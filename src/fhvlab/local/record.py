@@ -374,7 +374,7 @@ def check_worker(env: Mapping[str, str], home: Path, entry: Mapping[str, Any]) -
     if pid is None:
         return Verdict(False, "not running")
     if (entry.get("pid"), entry.get("pool"), entry.get("queue")) != (pid, pool, queue):
-        return Verdict(False, "runs for another pool or queue", {"pid": pid})
+        return Verdict(False, "not known to run for WORK_POOL/WORK_QUEUE", {"pid": pid})
     if not worker_online(Api(api_url(env)), pool, processes.worker_name(home)):
         return Verdict(False, "not online", {"pid": pid})
     return Verdict(
@@ -411,9 +411,9 @@ def check(step: str, env: Mapping[str, str] | None = None) -> Verdict:
     home = prefect_home(env)
     try:
         entry = load(home).get(step)
-        if not isinstance(entry, dict):
-            return Verdict(False, "no record")
-        return CHECKS[step](env, home, entry)
+        # No entry: still checked (with nothing recorded it cannot pass), so that a running
+        # server or worker the record does not know is seen, and restarted if need be.
+        return CHECKS[step](env, home, entry if isinstance(entry, dict) else {})
     except Exception as exc:  # when in doubt, do the work
         return Verdict(False, f"check failed ({type(exc).__name__})")
 
@@ -432,13 +432,14 @@ def nothing_to_do(target: str, env: Mapping[str, str] | None = None) -> list[str
     if fd is None:
         return None
     try:
-        lines = []
-        for step in TARGETS[target]:
-            verdict = check(step, env)
-            if not verdict.done:
-                return None
-            lines.append(f"{step}: {verdict.line}")
-        return lines
+        from concurrent.futures import ThreadPoolExecutor
+
+        steps = TARGETS[target]
+        with ThreadPoolExecutor(len(steps)) as pool:  # read-only checks: side by side
+            verdicts = list(pool.map(lambda step: check(step, env), steps))
+        if not all(v.done for v in verdicts):
+            return None
+        return [f"{step}: {v.line}" for step, v in zip(steps, verdicts, strict=True)]
     finally:
         os.close(fd)
 
