@@ -43,6 +43,9 @@ BOOT_PY := $(or $(PYTHON),python3)
 # A .venv whose Python was removed or upgraded away (.venv/bin/python a broken link) is rebuilt.
 VENV_BROKEN := $(if $(wildcard $(STAMP)),$(shell test -x $(VPY) || echo broken))
 
+# FORCE=1 makes the set-up targets (server ... deploy, up) do every step again.
+FORCE_FLAG := $(if $(filter 1 yes true,$(FORCE)), --force,)
+
 # One-line check of DATE before anything starts (a recipe line: `@$(CHECK_DATE)`).
 CHECK_DATE = $(VPY) -c 'import sys; from fhvlab.data.months import parse_date; parse_date(sys.argv[1])' \
   "$(DATE)" 2>/dev/null || { echo "error: DATE='$(DATE)' is not a date YYYY-MM-DD (e.g. 2021-08-15)" >&2; exit 1; }
@@ -151,7 +154,6 @@ tour: ## the whole module in order (data, server, ..., deploy, train, run + work
 	@echo "tour: 5/6 a worker runs it"; $(MAKE) --no-print-directory -f $(ROOT)/Makefile worker ONCE=1
 	@echo "tour: 6/6 summary"
 	@$(VPY) -m fhvlab summary --date "$(DATE)"
-	@$(VENV)/bin/prefect work-queue ls --pool "$(WORK_POOL)"
 
 ##@ The module, step by step
 .PHONY: data
@@ -166,7 +168,7 @@ train: $(STAMP) ## train the duration model for DATE as a Prefect flow (starts t
 
 .PHONY: server
 server: $(STAMP) ## start the Prefect server in the background (course: prefect orion start); no-op if up
-	@$(VPY) -m fhvlab server start
+	@$(VPY) -m fhvlab server start$(FORCE_FLAG)
 
 .PHONY: server-status
 server-status: $(STAMP) ## is the lab's server up? PID, API URL, health
@@ -178,7 +180,7 @@ server-stop: $(STAMP) ## stop the server the lab started (and only that one)
 
 .PHONY: config
 config: $(STAMP) ## point the lab profile at API_URL (course: prefect config set PREFECT_ORION_UI_API_URL=...)
-	@$(VPY) -m fhvlab config
+	@$(VPY) -m fhvlab config$(FORCE_FLAG)
 
 .PHONY: config-view
 config-view: $(STAMP) ## show the settings in effect and where each comes from (prefect config view)
@@ -189,8 +191,8 @@ config-reset: $(STAMP) ## unset what `make config` and `make storage` set in the
 	@$(VPY) -m fhvlab config --reset
 
 .PHONY: storage
-storage: server config ## result storage block + persistence on (course: prefect storage create)
-	@$(VPY) -m fhvlab storage --url "$(STORAGE_URL)"
+storage: $(STAMP) ## result storage block + persistence on (course: prefect storage create); runs server, config first
+	@$(VPY) -m fhvlab storage$(FORCE_FLAG)
 
 .PHONY: storage-ls
 storage-ls: $(STAMP) ## list storage blocks (course: prefect storage ls; now prefect block ls)
@@ -198,8 +200,8 @@ storage-ls: $(STAMP) ## list storage blocks (course: prefect storage ls; now pre
 	@$(VENV)/bin/prefect block ls
 
 .PHONY: work-queue
-work-queue: server ## process work pool WORK_POOL with queue WORK_QUEUE (course: prefect work-queue create)
-	@$(VPY) -m fhvlab work-queue --pool "$(WORK_POOL)" --queue "$(WORK_QUEUE)"
+work-queue: $(STAMP) ## process work pool WORK_POOL with queue WORK_QUEUE (course: prefect work-queue create); runs server first
+	@$(VPY) -m fhvlab work-queue$(FORCE_FLAG)
 
 .PHONY: work-queue-ls
 work-queue-ls: $(STAMP) ## list the work queues of WORK_POOL (prefect work-queue ls)
@@ -207,11 +209,8 @@ work-queue-ls: $(STAMP) ## list the work queues of WORK_POOL (prefect work-queue
 	@$(VENV)/bin/prefect work-queue ls --pool "$(WORK_POOL)"
 
 .PHONY: deploy
-deploy: server config storage work-queue ## deploy the training flow from prefect.yaml on CRON (course: DeploymentSpec + deployment create)
-	@cd $(ROOT) && $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file prefect.yaml
-	@echo "deploy: $(FLOW_NAME)/$(DEPLOYMENT) on $(WORK_POOL)/$(WORK_QUEUE), cron '$(CRON)' ($(TIMEZONE))"
-	@echo "deploy: fhv-watch/fhv-watch, cron '$(WATCH_CRON)' ($(TIMEZONE)); trigger: event fhv.month.published -> $(FLOW_NAME)/$(DEPLOYMENT) (docs/events.md)"
-	@$(VPY) -m fhvlab automations --flow "$(FLOW_NAME)"
+deploy: $(STAMP) ## server, config, storage, work-queue, then prefect.yaml's deployments on CRON + automations, in one process; FORCE=1 redoes all
+	@$(VPY) -m fhvlab deploy$(FORCE_FLAG)
 
 .PHONY: worker
 worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONCE=1 runs what is due and exits
@@ -221,10 +220,7 @@ worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONC
 
 .PHONY: run
 run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); WATCH=1 waits for it
-	@$(VPY) -m fhvlab api-check
-	@$(CHECK_DATE)
-	@$(VENV)/bin/prefect deployment run "$(FLOW_NAME)/$(DEPLOYMENT)" --param date="$(DATE)" \
-	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
+	@$(VPY) -m fhvlab run --date "$(DATE)" $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
 
 # issue 20: runs started by events. `make deploy` creates the fhv-watch deployment (WATCH_CRON)
 # and the training deployment's trigger (prefect.yaml); see docs/events.md.
@@ -247,10 +243,8 @@ ui: $(STAMP) ## screenshot of the deployment's page in the UI (headless Chromium
 
 ##@ Running the lab
 .PHONY: up
-up: $(STAMP) ## server + deployment + one background worker; returns when the worker is online
-	@$(VPY) -m fhvlab with-lock up -- $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy
-	@$(VPY) -m fhvlab worker-start
-	@echo "up: UI http://$(CLIENT_HOST):$(PREFECT_PORT); make run DATE=... WATCH=1, make logs, make down"
+up: $(STAMP) ## server + deployment + one background worker, in one process; returns when the worker is online
+	@$(VPY) -m fhvlab up$(FORCE_FLAG)
 
 .PHONY: down
 down: $(STAMP) ## stop the lab's worker and server (only those the lab started); keeps everything on disk
@@ -294,6 +288,10 @@ backfill: $(STAMP) ## train every CRON date in [FROM, TO]: runs backfill-DATE, C
 .PHONY: report
 report: $(STAMP) ## rebuild the summary of backfill FROM..TO: artifacts/backfill-FROM_TO.csv, .png, UI table
 	@$(VPY) -m fhvlab report $(BACKFILL_RANGE)
+
+.PHONY: bench-ops
+bench-ops: $(STAMP) ## benchmark: each set-up target cold and warm, make run WATCH=1, and the floor (scripts/noop.py), in seconds and floors
+	@cd $(ROOT) && $(VPY) scripts/bench_ops.py
 
 .PHONY: bench-backfill
 bench-backfill: server ## benchmark: backfills of 6 and 24 dates (two designs) vs sequential `make train`; BENCH_120=1 adds 120 dates

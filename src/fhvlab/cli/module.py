@@ -12,7 +12,7 @@ import logging
 import sys
 
 from fhvlab import settings
-from fhvlab.cli import common
+from fhvlab.cli import chain, common
 from fhvlab.data.months import months_for, parse_date, parse_month
 from fhvlab.errors import LabError
 from fhvlab.local import database, server
@@ -86,31 +86,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_server_start(args: argparse.Namespace) -> int:
     """`make server`: start the lab's server unless it (or the API_URL server) is up."""
-    spec = common.spec(args)
-    api_url = common.api_url(args)
-    if not spec.serves(api_url):
-        server.require_api(api_url)
-        print(f"server: API_URL={api_url} is another server and it answers; nothing to start")
-        return 0
-    auth = settings.current().prefect_server_api_auth_string.get_secret_value()
-    if spec.host not in server.LOOPBACK and not auth:
-        print(
-            f"server: WARNING: listening on {spec.host} with no PREFECT_SERVER_API_AUTH_STRING: "
-            "anyone who can reach this machine can use the API",
-            file=sys.stderr,
-        )
-    if server.running_pid(spec) is None:
-        database.preflight_configured()  # one line and nothing started if it cannot work
-    pid, started = server.start(spec, args.ui_api_url, timeout=args.timeout)
-    state = "started" if started else "already running"
-    if started:
-        database.record(spec.home)
-    print(
-        f"server: {state} (pid {pid}); API {spec.api_url}; UI http://{spec.client_host}:"
-        f"{spec.port}; log {spec.log_file}"
-    )
-    print(f"server: database {database.recorded(spec.home)}")
-    return 0
+    from fhvlab.cli import chain
+
+    return chain.run_target("server", args)
 
 
 def cmd_server_stop(args: argparse.Namespace) -> int:
@@ -154,56 +132,71 @@ def cmd_api_check(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """`make config` / `make config-reset`: the lab profile's API settings."""
+    if not args.reset:
+        from fhvlab.cli import chain
+
+        return chain.run_target("config", args)
+    from fhvlab.local import record
     from fhvlab.orchestration import profile as orchestration
 
-    if args.reset:
-        names = [
-            "PREFECT_API_URL",
-            "PREFECT_UI_API_URL",
-            "PREFECT_RESULTS_PERSIST_BY_DEFAULT",
-            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK",
-        ]
-        values: dict[str, str | None] = dict.fromkeys(names)
-    else:
-        api_url = common.api_url(args)
-        ui_url = server.parse_api_url(args.ui_api_url or api_url)
-        values = {"PREFECT_API_URL": api_url, "PREFECT_UI_API_URL": ui_url}
-    changes = orchestration.update_profile(values)
+    names = [
+        "PREFECT_API_URL",
+        "PREFECT_UI_API_URL",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT",
+        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK",
+    ]
+    changes = orchestration.update_profile(dict.fromkeys(names))
     home = settings.prefect_home()
+    record.forget(home, ("config", "storage"))
     for line in changes or ["nothing to change"]:
         print(f"config: {line}")
     print(f"config: profile {orchestration.PROFILE!r} in {home / 'profiles.toml'}")
-    if not args.reset and not server.is_healthy(values["PREFECT_API_URL"] or ""):
-        print(f"config: note: nothing answers at {values['PREFECT_API_URL']} yet (make server)")
     return 0
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
     """`make storage`: result-storage block, made the default, persistence on."""
-    server.require_api(common.api_url(args))
-    from fhvlab.orchestration import profile as orchestration
+    from fhvlab.cli import chain
 
-    slug, where = orchestration.save_storage(args.url)
-    print(f"storage: block {slug} -> {where} (saved with overwrite: same block every time)")
-    changes = orchestration.update_profile(
-        {
-            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": slug,
-        }
-    )
-    for line in changes or ["result persistence already on with that block"]:
-        print(f"storage: {line}")
-    return 0
+    return chain.run_target("storage", args)
 
 
 def cmd_work_queue(args: argparse.Namespace) -> int:
     """`make work-queue`: a process work pool and a queue in it."""
-    server.require_api(common.api_url(args))
-    from fhvlab.orchestration import profile as orchestration
+    from fhvlab.cli import chain
 
-    for line in orchestration.ensure_pool_and_queue(args.pool, args.queue):
-        print(f"work-queue: {line}")
-    return 0
+    return chain.run_target("work-queue", args)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """`make deploy`: server, profile, storage, pool and queue, prefect.yaml, automations."""
+    from fhvlab.cli import chain
+
+    return chain.run_target("deploy", args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`make run`: a run of the deployment now for DATE; --watch waits for its end."""
+    api_url = common.api_url(args)
+    server.require_api(api_url)
+    try:
+        parse_date(args.date)
+    except LabError:
+        raise LabError(f"DATE={args.date!r} is not a date YYYY-MM-DD (e.g. 2021-08-15)") from None
+    name = f"{args.flow}/{args.deployment}"
+    watch = f" --watch --watch-timeout {args.watch_timeout:.0f}" if args.watch else ""
+    print(f"run: $ prefect deployment run {name!r} --param date={args.date}{watch}", flush=True)
+    from fhvlab.orchestration import deployments as runs
+
+    flow_run = runs.run_now(name, {"date": args.date})
+    ui = f"{api_url.removesuffix('/api')}/runs/flow-run/{flow_run.id}"
+    print(f"run: created flow run {flow_run.name!r} for {name}; UI {ui}", flush=True)
+    if not args.watch:
+        print("run: a worker runs it (make worker, or make up's); WATCH=1 waits for it here")
+        return 0
+    state = runs.wait(flow_run.id, args.watch_timeout)
+    print(f"run: flow run {flow_run.name!r} ended {state}")
+    return 0 if state == "Completed" else 1
 
 
 def cmd_deployed(args: argparse.Namespace) -> int:
@@ -265,7 +258,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
-    """data, pipeline, server, api-check, config, storage, work-queue, deployed, automations, ui."""
+    """data, pipeline, server, api-check, config, storage, work-queue, deploy, run, deployed,
+    automations, ui."""
     data = sub.add_parser("data", help="download FHV months into DATA_DIR")
     which = data.add_mutually_exclusive_group(required=True)
     which.add_argument("--date", help="run date YYYY-MM-DD: fetch the two months before it")
@@ -285,10 +279,7 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
         dest="action", required=True
     )
     begin = srv.add_parser("start", help="start it in the background, wait until healthy")
-    common.add_server_args(begin, knobs)
-    common.add_api_arg(begin)
-    begin.add_argument("--ui-api-url", default=knobs.ui_api_url or None)
-    begin.add_argument("--timeout", type=float, default=150.0, help="health wait, seconds")
+    chain.add_chain_args(begin, knobs)
     begin.set_defaults(func=cmd_server_start)
     for name, func in (("stop", cmd_server_stop), ("status", cmd_server_status)):
         cmd = srv.add_parser(name)
@@ -300,21 +291,31 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     check.set_defaults(func=cmd_api_check)
 
     config = sub.add_parser("config", help="set the lab profile's API URL")
-    common.add_api_arg(config)
-    config.add_argument("--ui-api-url", default=knobs.ui_api_url or None)
+    chain.add_chain_args(config, knobs)
     config.add_argument("--reset", action="store_true", help="unset what config/storage set")
     config.set_defaults(func=cmd_config)
 
     storage = sub.add_parser("storage", help="default result storage block")
-    common.add_api_arg(storage)
+    chain.add_chain_args(storage, knobs)
     storage.add_argument("--url", default=knobs.result_storage, help="folder or fsspec URL")
     storage.set_defaults(func=cmd_storage)
 
     queue = sub.add_parser("work-queue", help="process work pool and queue")
-    common.add_api_arg(queue)
-    queue.add_argument("--pool", default=knobs.work_pool)
-    queue.add_argument("--queue", default=knobs.work_queue)
+    chain.add_chain_args(queue, knobs)
     queue.set_defaults(func=cmd_work_queue)
+
+    deploy = sub.add_parser("deploy", help="the whole set-up chain and prefect.yaml's deployments")
+    chain.add_chain_args(deploy, knobs)
+    deploy.set_defaults(func=cmd_deploy)
+
+    run = sub.add_parser("run", help="a run of the deployment now (prefect deployment run)")
+    common.add_api_arg(run)
+    run.add_argument("--date", default=knobs.date)
+    run.add_argument("--flow", default=FLOW)
+    run.add_argument("--deployment", default=knobs.deployment)
+    run.add_argument("--watch", action="store_true", help="wait for the run's end")
+    run.add_argument("--watch-timeout", type=float, default=1800.0)
+    run.set_defaults(func=cmd_run)
 
     deployed = sub.add_parser("deployed", help="exit 0 if a deployment exists on pool/queue")
     common.add_api_arg(deployed)

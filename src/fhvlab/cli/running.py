@@ -27,6 +27,19 @@ def cmd_with_lock(args: argparse.Namespace) -> int:
         return subprocess.call(command)
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    """`make up`: the deploy chain, then one background worker, online."""
+    from fhvlab.cli import chain
+
+    code = chain.run_target("up", args)
+    knobs = settings.current()
+    print(
+        f"up: UI http://{knobs.client_host}:{knobs.prefect_port}; "
+        "make run DATE=... WATCH=1, make logs, make down"
+    )
+    return code
+
+
 def cmd_worker_start(args: argparse.Namespace) -> int:
     """`make up`'s last step: one background worker, returned once it is online."""
     from fhvlab.local import lab
@@ -95,6 +108,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
         print(f"reset: server stopped (pid {pid})")
     with processes.locked(processes.server_process(home).lock_file):
         processes.remove(processes.reset_targets(home, storage))
+    from fhvlab.local import record
+
+    record.forget(home)  # its objects were in the deleted database
     from fhvlab.orchestration import profile as orchestration
 
     # The storage block was a row of the deleted database: a profile still naming it would
@@ -155,11 +171,17 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
-    """with-lock, worker-start, down, logs, reset, shell, alerts."""
+    """with-lock, up, worker-start, down, logs, reset, shell, alerts."""
     lock = sub.add_parser("with-lock", help="run a command under a lock in PREFECT_HOME")
     lock.add_argument("name", choices=["up"])
     lock.add_argument("command", nargs=argparse.REMAINDER)
     lock.set_defaults(func=cmd_with_lock)
+
+    from fhvlab.cli import chain
+
+    up = sub.add_parser("up", help="server, deployments and one background worker")
+    chain.add_chain_args(up, knobs)
+    up.set_defaults(func=cmd_up)
 
     wstart = sub.add_parser("worker-start", help="background worker, wait until online")
     common.add_api_arg(wstart)

@@ -26,6 +26,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     with api.client() as http:
         deployment = http.read_deployment_by_name(name)
         scheduled = api.scheduled_runs(http, deployment.id)
+        queues = http.read_work_queues(work_pool_name=deployment.work_pool_name)
     crons = ", ".join(getattr(s.schedule, "cron", "?") for s in deployment.schedules) or "none"
     ui = args.ui_url or url.removesuffix("/api")
     print(
@@ -36,6 +37,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(f"summary: deployment {name}: cron {crons}, {len(scheduled)} scheduled runs")
     print(f"summary: work pool {deployment.work_pool_name}, queue {deployment.work_queue_name}")
     print(f"summary: UI {ui}/deployments/deployment/{deployment.id}")
+    print(f"summary: $ prefect work-queue ls --pool {deployment.work_pool_name}")
+    for queue in queues:
+        status = getattr(queue.status, "value", queue.status)
+        print(f"summary:   {queue.name} (priority {queue.priority}, {status})")
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,17 +17,10 @@ from urllib.parse import quote
 
 from fhvlab.errors import LabError
 from fhvlab.local import processes, server
+from fhvlab.local.processes import worker_name
 
 # Never handed to a long-running process: `make alerts WEBHOOK_URL=...` travels in these.
 SECRET_ENV = ("WEBHOOK_URL", "MAKEFLAGS", "MFLAGS")
-
-
-def worker_name(home: Path) -> str:
-    """The background worker's name: this machine and a short tag of the Prefect home."""
-    import hashlib
-
-    tag = hashlib.sha1(str(home).encode()).hexdigest()[:6]
-    return f"fhvlab-{socket.gethostname().split('.')[0]}-{tag}"
 
 
 def worker_online(api_url: str, pool: str, name: str, since: float) -> bool:

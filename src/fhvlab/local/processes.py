@@ -55,6 +55,15 @@ def worker_process(home: Path) -> Managed:
     return Managed("worker", home, ("prefect", "worker", "start"))
 
 
+def worker_name(home: Path) -> str:
+    """The background worker's name: this machine and a short tag of the Prefect home."""
+    import hashlib
+    import socket
+
+    tag = hashlib.sha1(str(home).encode()).hexdigest()[:6]
+    return f"fhvlab-{socket.gethostname().split('.')[0]}-{tag}"
+
+
 def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> contextlib.AbstractContextManager[None]:
     """Hold an exclusive lock on `path` (created if missing); LabError after `timeout`."""
     busy = (

@@ -1,0 +1,261 @@
+"""Issue 19: a set-up target with nothing to do does nothing; a change is detected and applied.
+
+Each case checks both what the server holds afterwards and what was (not) redone: the
+`updated` time of deployments, automations and the storage block, the ids of the pool and
+the queue, and which steps printed a Prefect command (`$ prefect ...`: the step did work).
+Real server, real HTTP; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, api_post, copy_project, lab_api, make_ok, run_make
+
+pytestmark = pytest.mark.integration
+FLOW = "fhv-duration-training"
+
+
+def _get(env, path: str):
+    response = requests.get(f"{lab_api(env)}{path}", timeout=10)
+    return response.json() if response.status_code == 200 else None
+
+
+def _deployments(env) -> dict[str, dict]:
+    return {d["name"]: d for d in api_post(env, "/deployments/filter")}
+
+
+def _automations(env) -> dict[str, dict]:
+    return {a["name"]: a for a in api_post(env, "/automations/filter")}
+
+
+def _block(env) -> dict:
+    query = {"block_documents": {"name": {"any_": ["fhvlab-results"]}}}
+    [block] = api_post(env, "/block_documents/filter", query)
+    return block
+
+
+def _state(env) -> dict:
+    """What the set-up made, with the times the server last changed each object."""
+    pool = _get(env, f"/work_pools/{env.get('WORK_POOL', 'fhv-pool')}")
+    return {
+        "deployments": {n: d["updated"] for n, d in _deployments(env).items()},
+        "automations": {n: (a["id"], a["updated"]) for n, a in _automations(env).items()},
+        "block": _block(env)["updated"],
+        "pool": pool and pool["id"],
+    }
+
+
+def _worked(out: str) -> set[str]:
+    """The steps that did work: those that printed the Prefect command they ran."""
+    return {line.split(":", 1)[0] for line in out.splitlines() if ": $ " in line}
+
+
+def _deploy(env, *knobs: str) -> str:
+    return make_ok(run_make("deploy", *knobs, env=env, timeout=400))
+
+
+def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
+    env = prefect_lab
+    home = Path(env["PREFECT_HOME"])
+    first = _deploy(env)
+    assert _worked(first) == {"server", "config", "storage", "work-queue", "deploy"}
+    before = _state(env)
+    assert set(before["deployments"]) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
+    assert len(before["automations"]) == 4
+
+    # Nothing changed: every target answers from the record; nothing on the server moves.
+    for target in ("server", "config", "storage", "work-queue", "deploy"):
+        out = make_ok(run_make(target, env=env))
+        assert _worked(out) == set(), out
+    again = _deploy(env)
+    assert "server: already running" in again
+    assert "work queue 'fhv-queue' in pool 'fhv-pool' already exists" in again
+    assert "deploy: nothing to do" in again
+    assert _state(env) == before
+    traced = run_make("deploy", env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    imported = [line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()]
+    assert "fhvlab.local.record" in imported
+    assert not [m for m in imported if m.split(".")[0] in ("prefect", "pydantic", "requests")]
+
+    # CRON: the deployments are applied again, the steps before them are not.
+    out = _deploy(env, "CRON=0 10 15 * *")
+    assert _worked(out) == {"deploy"}, out
+    [schedule] = _deployments(env)["fhv-monthly"]["schedules"]
+    assert schedule["schedule"]["cron"] == "0 10 15 * *"
+    now = _state(env)
+    assert now["block"] == before["block"]
+    assert now["pool"] == before["pool"]
+    assert now["deployments"]["fhv-monthly"] != before["deployments"]["fhv-monthly"]
+    assert _worked(_deploy(env, "CRON=0 10 15 * *")) == set()
+
+    # TIMEZONE (both schedules use it).
+    out = _deploy(env, "CRON=0 10 15 * *", "TIMEZONE=Europe/Paris")
+    assert _worked(out) == {"deploy"}, out
+    deployments = _deployments(env)
+    for name in ("fhv-monthly", "fhv-watch"):
+        [schedule] = deployments[name]["schedules"]
+        assert schedule["schedule"]["timezone"] == "Europe/Paris"
+
+    # STORAGE_URL: a new block folder; the deployments are not touched.
+    settled = _state(env)
+    folder = Path(env["PREFECT_HOME"]).parent / "elsewhere"
+    knobs = ("CRON=0 10 15 * *", "TIMEZONE=Europe/Paris", f"STORAGE_URL={folder}")
+    out = _deploy(env, *knobs)
+    assert _worked(out) == {"storage"}, out
+    assert _block(env)["data"]["basepath"] == str(folder)
+    assert folder.is_dir()
+    assert _state(env)["deployments"] == settled["deployments"]
+
+    # WORK_POOL and WORK_QUEUE: a new pool and queue, the deployments moved to them.
+    moved = {**env, "WORK_POOL": "other-pool", "WORK_QUEUE": "other-queue"}
+    out = _deploy(moved, *knobs)
+    assert _worked(out) == {"work-queue", "deploy"}, out
+    for deployment in _deployments(env).values():
+        assert (deployment["work_pool_name"], deployment["work_queue_name"]) == (
+            "other-pool",
+            "other-queue",
+        )
+    assert _worked(_deploy(moved, *knobs)) == set()
+
+    # An automation deleted in the UI: deploy again, and it is back.
+    name = "fhv-monthly: crash runs without heartbeat"
+    gone = _automations(env)[name]["id"]
+    assert requests.delete(f"{lab_api(env)}/automations/{gone}", timeout=10).status_code == 204
+    out = _deploy(moved, *knobs)
+    assert _worked(out) == {"deploy"}, out
+    assert name in _automations(env)
+    assert _worked(_deploy(moved, *knobs)) == set()
+
+    # A deployment edited behind the lab's back (here: paused) is applied again.
+    monthly = _deployments(env)["fhv-monthly"]
+    paused = requests.patch(
+        f"{lab_api(env)}/deployments/{monthly['id']}", json={"paused": True}, timeout=10
+    )
+    assert paused.status_code == 204
+    assert _worked(_deploy(moved, *knobs)) == {"deploy"}
+    assert _deployments(env)["fhv-monthly"]["updated"] != monthly["updated"]
+    assert _worked(_deploy(moved, *knobs)) == set()
+
+    # A corrupt record, or one from another version of the lab: do the work.
+    record = home / "lab-record.json"
+    record.write_text("{not json")
+    out = _deploy(moved, *knobs)
+    assert _worked(out) == {"config", "storage", "work-queue", "deploy"}, out
+    data = json.loads(record.read_text())
+    data["lab"] = "0.0.0-other"
+    record.write_text(json.dumps(data))
+    assert "deploy" in _worked(_deploy(moved, *knobs))
+    assert json.loads(record.read_text())["lab"] != "0.0.0-other"
+    assert not list(home.glob(".lab-record.json.*"))  # no half-written record left
+
+
+def _kill_server(env) -> None:
+    pid = int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_replaced_or_reset_server_is_set_up_again(prefect_lab):
+    env = prefect_lab
+    home = Path(env["PREFECT_HOME"])
+    _deploy(env)
+    old = _deployments(env)["fhv-monthly"]["id"]
+
+    # Replaced: the server is gone and a new one runs on an empty database.
+    _kill_server(env)
+    (home / "prefect.db").unlink()
+    out = _deploy(env)
+    assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out  # profile: kept
+    assert "server: started" in out
+    fresh = _deployments(env)
+    assert set(fresh) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
+    assert fresh["fhv-monthly"]["id"] != old
+    assert len(_automations(env)) == 4
+    assert _worked(_deploy(env)) == set()
+
+    # `make reset YES=1` (server stopped, database deleted): `make deploy` does it all again.
+    make_ok(run_make("reset", "YES=1", env=env, timeout=120))
+    out = _deploy(env)
+    assert _worked(out) == {"server", "config", "storage", "work-queue", "deploy"}, out
+    assert set(_deployments(env)) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
+    assert _worked(_deploy(env)) == set()
+
+
+def _linked_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the lab's source whose .venv is this checkout's (PYTHONPATH: its own src)."""
+    copy = copy_project(tmp_path / "copy")
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    return copy, {"PYTHONPATH": str(copy / "src")}
+
+
+def test_prefect_yaml_and_flow_code_changes_are_deployed(prefect_lab, tmp_path):
+    copy, extra = _linked_copy(tmp_path)
+    env = {**prefect_lab, **extra}
+
+    def deploy() -> str:
+        return make_ok(run_make("deploy", env=env, cwd=copy, timeout=400))
+
+    deploy()
+    assert _worked(deploy()) == set()
+    before = _state(env)
+
+    text = (copy / "prefect.yaml").read_text()
+    (copy / "prefect.yaml").write_text(text.replace("tags: [fhv-lab, watch]", "tags: [fhv-lab, w]"))
+    out = deploy()
+    assert _worked(out) == {"deploy"}, out
+    assert _deployments(env)["fhv-watch"]["tags"] == ["fhv-lab", "w"]
+    assert _state(env)["block"] == before["block"]
+    assert _worked(deploy()) == set()
+
+    flow = copy / "flows" / "watch.py"
+    flow.write_text(flow.read_text() + "\n# a change of the flow's code\n")
+    settled = _state(env)
+    out = deploy()
+    assert _worked(out) == {"deploy"}, out
+    assert _state(env)["deployments"] != settled["deployments"]
+    assert _worked(deploy()) == set()
+
+
+def test_up_twice_and_a_worker_moved_to_another_pool(prefect_lab):
+    env = prefect_lab
+    home = Path(env["PREFECT_HOME"])
+    try:
+        first = make_ok(run_make("up", env=env, timeout=400))
+        assert "worker: started" in first
+        pid = int((home / "worker.pid").read_text())
+        before = _state(env)
+        again = make_ok(run_make("up", env=env, timeout=400))
+        assert _worked(again) == set(), again
+        assert "worker: already running" in again
+        assert int((home / "worker.pid").read_text()) == pid
+        assert _state(env) == before
+
+        moved = {**env, "WORK_POOL": "up-pool"}
+        out = make_ok(run_make("up", env=moved, timeout=400))
+        assert _worked(out) == {"work-queue", "deploy", "worker"}, out
+        assert int((home / "worker.pid").read_text()) != pid
+        workers = api_post(env, "/work_pools/up-pool/workers/filter")
+        assert [w["status"] for w in workers] == ["ONLINE"]
+    finally:
+        run_make("down", env=env, timeout=120)
+
+
+def test_database_url_change_moves_the_server(prefect_lab, pg_database_url):
+    env = prefect_lab
+    _deploy(env)
+    on_sqlite = _deployments(env)["fhv-monthly"]["id"]
+    pg = {**env, "DATABASE_URL": pg_database_url}
+    out = _deploy(pg)
+    assert "DATABASE_URL changed" in out
+    assert "postgresql+asyncpg://prefect:***@" in out
+    assert pg_database_url.split("@")[0].rsplit(":", 1)[1] not in out  # password masked
+    assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out
+    on_pg = _deployments(env)["fhv-monthly"]["id"]
+    assert on_pg != on_sqlite
+    assert _worked(_deploy(pg)) == set()
