@@ -1,15 +1,15 @@
 """`python -m fhvlab ...`: see fhvlab.cli.
 
 The set-up commands (`server start`, `config`, `storage`, `work-queue`, `deploy`, `up`) are
-first put to the lab's record (fhvlab.local.record, standard library only): when it says there
-is nothing to do, the command answers from it and exits before Prefect is ever imported.
+first put to the checks of the lab's record (fhvlab.local.uptodate, standard library only):
+when there is nothing to do, the command answers and exits before Prefect is ever imported.
 """
 
 import sys
 
-from fhvlab.local import record
+from fhvlab.local import uptodate
 
-code = record.main(sys.argv[1:])
+code = uptodate.main(sys.argv[1:])
 if code is None:
     from fhvlab.cli import main
 

@@ -81,7 +81,7 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
     assert _state(env) == before
     traced = run_make("deploy", env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
     imported = [line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()]
-    assert "fhvlab.local.record" in imported
+    assert "fhvlab.local.uptodate" in imported
     assert not [m for m in imported if m.split(".")[0] in ("prefect", "pydantic", "requests")]
 
     # CRON: the deployments are applied again, the steps before them are not.

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fhvlab import __version__, files
-from fhvlab.local import record
+from fhvlab.local import record, uptodate
 from tests.conftest import ROOT, clean_env, free_port
 
 BASE = {"PREFECT_PORT": "4599", "PREFECT_HOST": "127.0.0.1", "WORK_POOL": "p", "WORK_QUEUE": "q"}
@@ -38,8 +38,8 @@ def test_a_nothing_to_do_check_does_not_import_prefect(tmp_path):
     (here the check fails on the missing server, and the process exits before the real run)."""
     code = (
         "import sys\n"
-        "from fhvlab.local import record\n"
-        "record.main(['deploy'])\n"
+        "from fhvlab.local import uptodate\n"
+        "uptodate.main(['deploy'])\n"
         "heavy = [m for m in ('prefect', 'pydantic', 'requests') if m in sys.modules]\n"
         "print(heavy)\n"
     )
@@ -97,7 +97,7 @@ def test_a_missing_corrupt_or_other_schema_record_is_empty(tmp_path, content):
     if content is not None:
         record.path(tmp_path).write_text(content)
     assert record.load(tmp_path) == {}
-    assert record.check("config", {**BASE, "PREFECT_HOME": str(tmp_path)}).done is False
+    assert uptodate.check("config", {**BASE, "PREFECT_HOME": str(tmp_path)}).done is False
 
 
 def test_a_record_of_another_lab_version_is_empty(tmp_path):
@@ -129,20 +129,20 @@ def test_config_is_done_only_when_the_profile_still_holds_the_recorded_values(tm
     toml.write_text(
         'active = "fhvlab"\n[profiles.fhvlab]\nPREFECT_API_URL = "http://127.0.0.1:4599/api"\n'
     )
-    assert record.check("config", env).done is True
+    assert uptodate.check("config", env).done is True
     toml.write_text(toml.read_text().replace("4599", "4598"))  # `prefect config set` by hand
-    assert record.check("config", env).done is False
+    assert uptodate.check("config", env).done is False
     toml.write_text(
         'active = "default"\n[profiles.fhvlab]\nPREFECT_API_URL = "http://127.0.0.1:4599/api"\n'
     )
-    assert record.check("config", env).done is False
-    assert record.check("config", {**env, "API_URL": "http://127.0.0.1:1/api"}).done is False
+    assert uptodate.check("config", env).done is False
+    assert uptodate.check("config", {**env, "API_URL": "http://127.0.0.1:1/api"}).done is False
 
 
 def test_a_server_that_does_not_answer_means_work(tmp_path):
     env = {**BASE, "PREFECT_HOME": str(tmp_path), "PREFECT_PORT": str(free_port())}
     for step in ("server", "storage", "work-queue", "deploy", "worker"):
-        assert record.check(step, env).done is False, step
+        assert uptodate.check(step, env).done is False, step
 
 
 def test_the_digests_ignore_what_the_server_changes_by_itself():
@@ -167,7 +167,7 @@ def test_the_check_does_not_wait_for_a_command_that_holds_the_lock(tmp_path):
     fd = files.try_lock(tmp_path / record.LOCK)
     assert fd is not None
     try:
-        assert record.nothing_to_do("config", env) is None
+        assert uptodate.nothing_to_do("config", env) is None
     finally:
         os.close(fd)
 
@@ -175,8 +175,8 @@ def test_the_check_does_not_wait_for_a_command_that_holds_the_lock(tmp_path):
 def test_main_answers_only_the_plain_set_up_commands(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     for argv in (["deploy", "--force"], ["config", "--reset"], ["data"], [], ["server", "stop"]):
-        assert record.main(argv) is None, argv
-    assert record.main(["deploy"]) is None  # no record: do the work
+        assert uptodate.main(argv) is None, argv
+    assert uptodate.main(["deploy"]) is None  # no record: do the work
 
 
 def test_api_url_and_lab_server():

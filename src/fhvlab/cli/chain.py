@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fhvlab import settings
 from fhvlab.cli import common
-from fhvlab.local import database, processes, record, server
+from fhvlab.local import database, processes, record, server, uptodate
 
 
 def _say(step: str):
@@ -28,7 +28,7 @@ def _say(step: str):
     return say
 
 
-def _print_verdict(step: str, verdict: record.Verdict) -> None:
+def _print_verdict(step: str, verdict: uptodate.Verdict) -> None:
     print(f"{step}: {verdict.line}", flush=True)
 
 
@@ -42,7 +42,7 @@ def _warm_prefect() -> None:
     threading.Thread(target=load, name="import-prefect", daemon=True).start()
 
 
-def server_step(args: argparse.Namespace, verdict: record.Verdict, warm: bool) -> None:
+def server_step(args: argparse.Namespace, verdict: uptodate.Verdict, warm: bool) -> None:
     """Start the lab's server unless it (or the API_URL server) is up; restart it when
     DATABASE_URL names another database than the one it runs on."""
     spec = common.spec(args)
@@ -102,7 +102,7 @@ class WorkerStart(threading.Thread):
     """The worker step in a thread: it starts and comes online while the deploy step runs
     (the pool and the queue exist by then); `finish` prints and records it."""
 
-    def __init__(self, args: argparse.Namespace, verdict: record.Verdict) -> None:
+    def __init__(self, args: argparse.Namespace, verdict: uptodate.Verdict) -> None:
         super().__init__(name="worker-start", daemon=True)
         from fhvlab.local import lab
 
@@ -183,14 +183,14 @@ def run_target(target: str, args: argparse.Namespace) -> int:
     with processes.locked(home / record.LOCK):
         for step in steps:
             if step == "deploy" and "worker" in steps:  # the worker starts meanwhile
-                verdict = record.Verdict(False, "forced") if force else record.check("worker")
+                verdict = uptodate.Verdict(False, "forced") if force else uptodate.check("worker")
                 if not verdict.done:
                     worker = WorkerStart(args, verdict)
                     worker.start()
             if step == "worker" and worker is not None:
                 worker.finish()
                 continue
-            verdict = record.Verdict(False, "forced") if force else record.check(step)
+            verdict = uptodate.Verdict(False, "forced") if force else uptodate.check(step)
             if verdict.done:
                 _print_verdict(step, verdict)
                 continue
