@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,10 @@ _LEAKY = _KNOBS | {"LAB_ROOT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "UV_PROJECT_E
 # The test process itself is sandboxed too: nothing in it may reach the student's lab.
 for _name in [k for k in os.environ if k in _LEAKY or k.startswith("PREFECT_")]:
     del os.environ[_name]
+# Prefect, once a test imports it, makes and reads its home: one of this process's own, never
+# ~/.prefect. (clean_env drops it again for the processes a test starts.)
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fhvlab-tests-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -54,6 +61,48 @@ def run_make(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+@dataclass
+class Ran:
+    """What an in-process `python -m fhvlab ...` returned and printed (like CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`cli(*args, env={...})`: `python -m fhvlab args` run in this process with the knobs
+    `env`, for parsers and bad inputs (no `make`, no interpreter start). The knobs are
+    restored at teardown, and so is the SIGTERM handler the command line installs."""
+    import signal
+
+    from fhvlab.cli import main
+
+    def run(*argv: str, env: Mapping[str, str] | None = None) -> Ran:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            code = main(list(argv))
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+def one_error(result: Ran | subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line of a failed command (no traceback), asserted."""
+    assert result.returncode != 0, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return errors[0]
 
 
 def copy_project(dest: Path) -> Path:
@@ -186,6 +235,35 @@ def prefect_lab(tmp_path: Path, lab_env: dict[str, str], fhv_server):
         yield env
     finally:
         stop_lab_server(env)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test harness, once per test process: flows run in this process against a
+    temporary server and database (where the `make` path is not the point). Its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    # A fresh database's migrations beside the suite's other processes on 2 cores: 30 s
+    # (Prefect's default) is not always enough.
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+def flow_script(name: str):
+    """flows/NAME.py imported as a module (the flow scripts are not a package)."""
+    import importlib.util
+    import sys
+
+    module_name = f"lab_flows_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, ROOT / "flows" / f"{name}.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,10 @@ def test_tour_twice_then_doctor_and_the_ui_in_a_browser(prefect_lab):
     metrics = json.loads((Path(env["ARTIFACTS_DIR"]) / "metrics-2021-08-15.json").read_text())
     dv_bytes = (Path(env["ARTIFACTS_DIR"]) / "dv-2021-08-15.pkl").stat().st_size
     out = first.stdout
+    # The module's SQLite walk (its PostgreSQL one: test_orchestration's end to end).
+    home = Path(env["PREFECT_HOME"])
+    assert f"server: database SQLite {home / 'prefect.db'}" in out
+    assert (home / "prefect.db").exists()
     assert f"summary: validation RMSE for 2021-08-15: {metrics['val_rmse']:.4f}" in out
     assert f"summary: dv-2021-08-15.pkl: {dv_bytes} bytes" in out
     assert "cron 0 9 15 * *, 3 scheduled runs" in out
