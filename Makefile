@@ -315,7 +315,7 @@ bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLit
 ##@ Checks
 .PHONY: test
 test: $(STAMP) ## run the whole test suite: unit + integration (real Prefect server, real HTTP on 127.0.0.1)
-	cd $(ROOT) && $(VPY) -m pytest -n "$(TEST_JOBS)" --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	cd $(ROOT) && $(VPY) -m pytest -n "$(TEST_JOBS)" --dist load --maxschedchunk 1 $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## run only the unit tests (seconds; no servers)

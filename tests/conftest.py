@@ -334,7 +334,7 @@ _SLOW_FIRST = (
     "test_backfill_faults.py::test_killed_worker",
     "test_up_down.py::test_up_run_alerts_logs_down_reset",
     "test_watch.py::test_watch_announces",
-    "test_onboarding.py::test_tour_twice",
+    "test_onboarding.py::test_tour_then",
     "test_past_one_machine.py::test_a_worker_in_another_checkout",
     "test_orchestration.py::test_module_end_to_end",
     "test_backfill.py::test_backfill_runs_each_date",
@@ -343,6 +343,7 @@ _SLOW_FIRST = (
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",
     "test_train.py::",
+    "test_train_flow.py::test_the_flow_in_process",
 )
 
 

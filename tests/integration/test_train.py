@@ -14,47 +14,28 @@ import pytest
 
 from fhvlab.model import training
 from tests import reference
-from tests.conftest import ROOT, clean_env, free_port, run_make, stop_lab_server
-from tests.fhvhttp import running_server
+from tests.conftest import ROOT, clean_env, run_make
 
-# One server for this module (`lab`): its tests go to one test process (--dist loadgroup).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train-server")]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, fhv_files):
-    """One server for this module; each test gets fresh data and artifact folders."""
-    root = tmp_path_factory.mktemp("train-lab")
-    with running_server() as http:
-        for path in fhv_files.values():
-            http.serve_file(path.name, path)
-        env = {
-            "PREFECT_HOME": str(root / "prefect"),
-            "PREFECT_PORT": str(free_port()),
-            "DATA_URL": http.url,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-        try:
-            started = run_make("server", env=env)
-            assert started.returncode == 0, started.stderr
-            yield env, http
-        finally:
-            stop_lab_server(env)
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def env(lab, tmp_path):
-    base, _ = lab
-    return {**base, "DATA_DIR": str(tmp_path / "data"), "ARTIFACTS_DIR": str(tmp_path / "art")}
+def env(prefect_lab):
+    """A lab of the test's own (folders, a free port, months from 127.0.0.1); whatever
+    server `make train` starts is stopped at teardown."""
+    return prefect_lab
 
 
 def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-def test_train_downloads_trains_and_matches_the_reference(env, fhv_files):
+def test_train_matches_the_reference_then_two_runs_at_once_prepare_each_month_once(env, fhv_files):
+    """`make train` starts the server, downloads, trains; its numbers are the course's.
+    Then (one server for both: it is the slow part) two runs at once, on fresh folders."""
     result = run_make("train", "DATE=2021-08-15", env=env)
     assert result.returncode == 0, result.stderr
+    assert "server: started" in result.stdout
     art = Path(env["ARTIFACTS_DIR"])
     metrics = json.loads((art / "metrics-2021-08-15.json").read_text())
     ref = reference.main(fhv_files["2021-06"], fhv_files["2021-07"])
@@ -75,8 +56,16 @@ def test_train_downloads_trains_and_matches_the_reference(env, fhv_files):
     dv, lr = training.load_artifacts(art, "2021-08-15")
     assert lr.predict(dv.transform([{"PUlocationID": "10", "DOlocationID": "50"}])).shape == (1,)
 
+    two = {
+        **env,
+        "DATA_DIR": env["DATA_DIR"] + "-two",
+        "ARTIFACTS_DIR": env["ARTIFACTS_DIR"] + "-two",
+    }
+    _two_runs_at_once_prepare_each_month_once(two, fhv_files)
 
-def test_malformed_date_fails_in_one_line_and_writes_nothing(env):
+
+def test_malformed_date_fails_in_one_line_and_writes_nothing(lab_env):
+    env = lab_env  # the check comes before any server
     # The Makefile's own check of DATE, once; more bad dates: test_train_flow.py, test_months.
     bad = "2021-02-30"
     result = run_make("train", f"DATE={bad}", env=env)
@@ -101,14 +90,14 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_flow_script_without_an_api_url_leaves_no_process_behind(lab, tmp_path, fhv_files):
+def test_flow_script_without_an_api_url_leaves_no_process_behind(fhv_server, tmp_path):
     """`python flows/train.py` with no server: Prefect runs a temporary one, which must stop.
 
     The script exits without the interpreter's teardown when a server is configured; with
     none, that teardown is what stops Prefect's temporary server (and the fitting process
     ends with its input).
     """
-    _, http = lab
+    http = fhv_server
     home = tmp_path / "own-prefect-home"  # unique: marks this run's processes
     env = clean_env(
         {
@@ -167,11 +156,11 @@ def _task_states(env, flow_run_id: str, count: int) -> dict[str, list[str]]:
     return states
 
 
-def test_two_runs_at_once_prepare_each_month_once(env, fhv_files):
+def _two_runs_at_once_prepare_each_month_once(env, fhv_files) -> None:
     """Two `make train` for one date started together: each month is reduced by one run;
     the other waits for the month's cache lock and reads the result (Cached)."""
     data = Path(env["DATA_DIR"])
-    data.mkdir()
+    data.mkdir(parents=True)
     for month in ("2021-06", "2021-07"):
         shutil.copy(fhv_files[month], data / fhv_files[month].name)
     cmd = ["make", "--no-print-directory", "-C", str(ROOT), "train", "DATE=2021-08-15"]

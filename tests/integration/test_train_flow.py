@@ -1,5 +1,5 @@
-"""flows/train.py run in this process against Prefect's test harness (one per test process),
-with months served from 127.0.0.1: bad dates, failures, edge cases and the cache.
+"""flows/train.py run in this process against Prefect's test harness (started once, by one
+test), with months served from 127.0.0.1: bad dates, failures, edge cases and the cache.
 
 The `make train` path (server start, the script in its own process, two runs at once) is
 tests/integration/test_train.py.
@@ -27,11 +27,6 @@ from tests.conftest import Ran, flow_script, one_error
 pytestmark = pytest.mark.integration
 
 DATE = "2021-08-15"  # trains on 2021-06, validates on 2021-07
-
-
-# The harness is started once per test process: its tests go to one (`make test` runs
-# pytest-xdist with --dist loadgroup).
-harness = pytest.mark.xdist_group("prefect-harness")
 
 
 @pytest.fixture
@@ -74,19 +69,17 @@ def test_malformed_date_fails_in_one_line_before_any_flow_run(train_main, tmp_pa
     assert not data.exists()
 
 
-@harness
-def test_month_that_cannot_be_downloaded_is_named(prefect_harness, train_main, tmp_path):
+def _month_that_cannot_be_downloaded_is_named(train_main, folder: Path) -> None:
     line = one_error(train_main("2031-03-15"))
     assert "month 2031-01 is not available (HTTP 404" in line
-    assert not _dirs(tmp_path)[1].exists()
+    assert not _dirs(folder)[1].exists()
 
 
-@harness
-def test_month_with_no_usable_rows_is_named_and_no_artifacts_written(
-    prefect_harness, train_main, fhv_files, tmp_path
-):
-    data, art = _dirs(tmp_path)
-    data.mkdir()
+def _month_with_no_usable_rows_is_named_and_no_artifacts_written(
+    train_main, fhv_files, folder: Path
+) -> None:
+    data, art = _dirs(folder)
+    data.mkdir(parents=True)
     shutil.copy(fhv_files["2021-06"], data / "fhv_tripdata_2021-06.parquet")
     frame = synthetic_month(parse_month("2021-07"), 500)
     frame["dropOff_datetime"] = frame["pickup_datetime"] + pd.Timedelta(hours=3)
@@ -96,14 +89,13 @@ def test_month_with_no_usable_rows_is_named_and_no_artifacts_written(
     assert not art.exists()
 
 
-@harness
-def test_training_month_with_every_location_id_missing_trains(
-    prefect_harness, train_main, fhv_files, tmp_path
-):
+def _training_month_with_every_location_id_missing_trains(
+    train_main, fhv_files, folder: Path
+) -> None:
     """Every PU/DO ID missing in the training month: one feature value (-1) each; the model
     predicts the mean, and the metrics equal the pair statistics' exact figures."""
-    data, art = _dirs(tmp_path)
-    data.mkdir()
+    data, art = _dirs(folder)
+    data.mkdir(parents=True)
     table = pq.read_table(fhv_files["2021-06"])
     for name in ("PUlocationID", "DOlocationID"):
         table = table.set_column(table.schema.get_field_index(name), name, pa.nulls(len(table)))
@@ -148,14 +140,12 @@ def _artifacts(api: str, flow_run_id: str, kind: str) -> list[dict]:
     return requests.post(f"{api}/artifacts/filter", json=body, timeout=10).json()
 
 
-@harness
-def test_months_are_cached_by_file_and_recomputed_when_a_file_changes(
-    flows, prefect_harness, fhv_files, tmp_path
-):
+def _months_are_cached_by_file_and_recomputed_when_a_file_changes(
+    flows, api: str, fhv_files, folder: Path
+) -> None:
     """Second run: both prepare_month runs and the fit Cached. A month file replaced under
     the same name: that month is computed again (its new numbers), the other still Cached."""
-    api = prefect_harness
-    data, art = _dirs(tmp_path)
+    data, art = _dirs(folder)
 
     def run() -> str:
         state = flows.train(date=DATE, return_state=True)
@@ -195,3 +185,25 @@ def test_months_are_cached_by_file_and_recomputed_when_a_file_changes(
     assert after["val"]["sha256"] == training.sha256(july) != before["val"]["sha256"]
     dv, lr = model.fit(model.month_stats(fhv_files["2021-06"]))
     assert after["val_rmse"] == pytest.approx(model.rmse(dv, lr, model.month_stats(july)), abs=1e-9)
+
+
+def test_the_flow_in_process_fails_cleanly_trains_edge_cases_and_caches(
+    prefect_harness, flows, train_main, fhv_files, tmp_path, monkeypatch
+):
+    """One test, so that the harness starts in one test process (xdist spreads tests one by
+    one: four tests would start up to four harnesses). Each step has its own folders."""
+
+    def fresh(name: str) -> Path:
+        folder = tmp_path / name
+        monkeypatch.setenv("DATA_DIR", str(folder / "data"))
+        monkeypatch.setenv("ARTIFACTS_DIR", str(folder / "art"))
+        return folder
+
+    _month_that_cannot_be_downloaded_is_named(train_main, fresh("404"))
+    _month_with_no_usable_rows_is_named_and_no_artifacts_written(
+        train_main, fhv_files, fresh("no-rows")
+    )
+    _training_month_with_every_location_id_missing_trains(train_main, fhv_files, fresh("no-ids"))
+    _months_are_cached_by_file_and_recomputed_when_a_file_changes(
+        flows, prefect_harness, fhv_files, fresh("cache")
+    )
