@@ -325,10 +325,12 @@ def pg_database_url(postgres_cluster, request) -> str:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-# The slowest tests first (measured with --durations), so that `make test` (pytest -n N,
-# one test at a time per process) starts each on its own process at once and the run does not
-# end on one long test running alone: most of their time is spent waiting on servers, workers
-# and heartbeats, not computing.
+# The slowest tests first (measured with --durations), so that `make test` (pytest -n N)
+# starts each on a process of its own at once and the run does not end on one long test
+# running alone: most of their time is spent waiting on servers, workers and heartbeats.
+# pytest-xdist hands each process its next test while the current one runs (two at the start),
+# so each slow test is followed by a quick unit test: two slow tests in a row would go to one
+# process and run one after the other.
 _SLOW_FIRST = (
     "test_crash.py::",
     "test_backfill_faults.py::test_killed_worker",
@@ -337,22 +339,32 @@ _SLOW_FIRST = (
     "test_onboarding.py::test_tour_then",
     "test_past_one_machine.py::test_a_worker_in_another_checkout",
     "test_orchestration.py::test_module_end_to_end",
-    "test_backfill.py::test_backfill_runs_each_date",
     "test_backfill_faults.py::",
+    "test_backfill.py::test_backfill_runs_each_date",
+    "test_train.py::",
+    "test_train_flow.py::test_the_flow_in_process",
     "test_python_choice.py::",
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",
-    "test_train.py::",
-    "test_train_flow.py::test_the_flow_in_process",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order tests: those named in _SLOW_FIRST in that order, then everything else."""
+    """Order tests: those named in _SLOW_FIRST in that order, each followed by a unit test,
+    then everything else."""
 
     def rank(item: pytest.Item) -> int:
         return next(
             (i for i, key in enumerate(_SLOW_FIRST) if key in item.nodeid), len(_SLOW_FIRST)
         )
 
-    items.sort(key=rank)
+    slow = sorted((i for i in items if rank(i) < len(_SLOW_FIRST)), key=rank)
+    rest = [i for i in items if rank(i) == len(_SLOW_FIRST)]
+    quick = [i for i in rest if "/unit/" in i.nodeid]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        if quick:
+            ordered.append(quick.pop(0))
+    taken = {id(i) for i in ordered}
+    items[:] = ordered + [i for i in rest if id(i) not in taken]
