@@ -368,3 +368,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             ordered.append(quick.pop(0))
     taken = {id(i) for i in ordered}
     items[:] = ordered + [i for i in rest if id(i) not in taken]
+
+
+# FHVLAB_TEST_TIMELINE=FILE: one line per test (process, start and end on the wall clock, nodeid),
+# to see what ran beside what in a `make test` (the order above is tuned with it).
+_TIMELINE = os.environ.get("FHVLAB_TEST_TIMELINE")
+_STARTED: dict[str, float] = {}
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    """Note when a test starts (FHVLAB_TEST_TIMELINE only)."""
+    if _TIMELINE:
+        _STARTED[nodeid] = time.time()
+
+
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    """Append the test's line to FHVLAB_TEST_TIMELINE."""
+    if _TIMELINE and nodeid in _STARTED:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(_TIMELINE, "a") as out:
+            out.write(f"{worker} {_STARTED.pop(nodeid):.1f} {time.time():.1f} {nodeid}\n")

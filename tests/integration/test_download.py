@@ -200,6 +200,9 @@ def test_ctrl_c_during_download_leaves_no_partial_file(fhv_server, fhv_files, tm
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`make test &`) ignores SIGINT, and a child keeps
+        # an ignored SIGINT ignored: give it Ctrl-C back, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 20
