@@ -370,21 +370,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = ordered + [i for i in rest if id(i) not in taken]
 
 
-# FHVLAB_TEST_TIMELINE=FILE: one line per test (process, start and end on the wall clock, nodeid),
-# to see what ran beside what in a `make test` (the order above is tuned with it).
+# FHVLAB_TEST_TIMELINE=FILE: one line per test (process, start and end on the wall clock, CPU
+# seconds, nodeid), to see what ran beside what in a `make test` (the order above is tuned with
+# it). With FHVLAB_TEST_CGROUP=/sys/fs/cgroup/cpuacct/NAME (Linux cgroup v1, as root) each
+# test process moves into a cgroup of its own there, so the CPU column counts everything the
+# test started, servers and workers included.
 _TIMELINE = os.environ.get("FHVLAB_TEST_TIMELINE")
-_STARTED: dict[str, float] = {}
+_STARTED: dict[str, tuple[float, float]] = {}
+
+
+def _cgroup_usage() -> float:
+    """CPU seconds of this test process's cgroup (FHVLAB_TEST_CGROUP), else of itself."""
+    group = os.environ.get("FHVLAB_TEST_CGROUP")
+    if group:
+        own = Path(group) / os.environ.get("PYTEST_XDIST_WORKER", "main")
+        if not own.exists():
+            own.mkdir(parents=True)
+            (own / "cgroup.procs").write_text(str(os.getpid()))
+        return int((own / "cpuacct.usage").read_text()) / 1e9
+    return time.process_time()
 
 
 def pytest_runtest_logstart(nodeid: str, location: object) -> None:
     """Note when a test starts (FHVLAB_TEST_TIMELINE only)."""
     if _TIMELINE:
-        _STARTED[nodeid] = time.time()
+        _STARTED[nodeid] = (time.time(), _cgroup_usage())
 
 
 def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
     """Append the test's line to FHVLAB_TEST_TIMELINE."""
     if _TIMELINE and nodeid in _STARTED:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        start, cpu = _STARTED.pop(nodeid)
+        used = _cgroup_usage() - cpu
         with open(_TIMELINE, "a") as out:
-            out.write(f"{worker} {_STARTED.pop(nodeid):.1f} {time.time():.1f} {nodeid}\n")
+            out.write(f"{worker} {start:.1f} {time.time():.1f} {used:.1f} {nodeid}\n")
