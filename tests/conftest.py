@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,10 @@ _LEAKY = _KNOBS | {"LAB_ROOT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "UV_PROJECT_E
 # The test process itself is sandboxed too: nothing in it may reach the student's lab.
 for _name in [k for k in os.environ if k in _LEAKY or k.startswith("PREFECT_")]:
     del os.environ[_name]
+# Prefect, once a test imports it, makes and reads its home: one of this process's own, never
+# ~/.prefect. (clean_env drops it again for the processes a test starts.)
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fhvlab-tests-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -54,6 +61,48 @@ def run_make(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+@dataclass
+class Ran:
+    """What an in-process `python -m fhvlab ...` returned and printed (like CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`cli(*args, env={...})`: `python -m fhvlab args` run in this process with the knobs
+    `env`, for parsers and bad inputs (no `make`, no interpreter start). The knobs are
+    restored at teardown, and so is the SIGTERM handler the command line installs."""
+    import signal
+
+    from fhvlab.cli import main
+
+    def run(*argv: str, env: Mapping[str, str] | None = None) -> Ran:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            code = main(list(argv))
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+def one_error(result: Ran | subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line of a failed command (no traceback), asserted."""
+    assert result.returncode != 0, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return errors[0]
 
 
 def copy_project(dest: Path) -> Path:
@@ -189,6 +238,35 @@ def prefect_lab(tmp_path: Path, lab_env: dict[str, str], fhv_server):
 
 
 @pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test harness, once per test process: flows run in this process against a
+    temporary server and database (where the `make` path is not the point). Its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    # A fresh database's migrations beside the suite's other processes on 2 cores: 30 s
+    # (Prefect's default) is not always enough.
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+def flow_script(name: str):
+    """flows/NAME.py imported as a module (the flow scripts are not a package)."""
+    import importlib.util
+    import sys
+
+    module_name = f"lab_flows_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, ROOT / "flows" / f"{name}.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+@pytest.fixture(scope="session")
 def postgres_cluster():
     """A PostgreSQL cluster made by `make postgres` in a temporary folder on a free port.
 
@@ -247,33 +325,83 @@ def pg_database_url(postgres_cluster, request) -> str:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-# The slowest tests first (measured with --durations), so that `make test` (pytest -n N,
-# one test at a time per process) starts each on its own process at once and the run does not
-# end on one long test running alone: most of their time is spent waiting on servers, workers
-# and heartbeats, not computing.
+# The slowest tests first (measured with --durations), so that `make test` (pytest -n N)
+# starts each on a process of its own at once and the run does not end on one long test
+# running alone: most of their time is spent waiting on servers, workers and heartbeats.
+# pytest-xdist hands each process its next test while the current one runs (two at the start),
+# so each slow test is followed by a quick unit test: two slow tests in a row would go to one
+# process and run one after the other.
 _SLOW_FIRST = (
     "test_crash.py::",
     "test_backfill_faults.py::test_killed_worker",
     "test_up_down.py::test_up_run_alerts_logs_down_reset",
     "test_watch.py::test_watch_announces",
-    "test_onboarding.py::test_tour_twice",
+    "test_onboarding.py::test_tour_then",
     "test_past_one_machine.py::test_a_worker_in_another_checkout",
     "test_orchestration.py::test_module_end_to_end",
-    "test_backfill.py::test_backfill_runs_each_date",
     "test_backfill_faults.py::",
+    "test_backfill.py::test_backfill_runs_each_date",
+    "test_train.py::",
+    "test_train_flow.py::test_the_flow_in_process",
     "test_python_choice.py::",
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",
-    "test_train.py::",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order tests: those named in _SLOW_FIRST in that order, then everything else."""
+    """Order tests: those named in _SLOW_FIRST in that order, each followed by a unit test,
+    then everything else."""
 
     def rank(item: pytest.Item) -> int:
         return next(
             (i for i, key in enumerate(_SLOW_FIRST) if key in item.nodeid), len(_SLOW_FIRST)
         )
 
-    items.sort(key=rank)
+    slow = sorted((i for i in items if rank(i) < len(_SLOW_FIRST)), key=rank)
+    rest = [i for i in items if rank(i) == len(_SLOW_FIRST)]
+    quick = [i for i in rest if "/unit/" in i.nodeid]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        if quick:
+            ordered.append(quick.pop(0))
+    taken = {id(i) for i in ordered}
+    items[:] = ordered + [i for i in rest if id(i) not in taken]
+
+
+# FHVLAB_TEST_TIMELINE=FILE: one line per test (process, start and end on the wall clock, CPU
+# seconds, nodeid), to see what ran beside what in a `make test` (the order above is tuned with
+# it). With FHVLAB_TEST_CGROUP=/sys/fs/cgroup/cpuacct/NAME (Linux cgroup v1, as root) each
+# test process moves into a cgroup of its own there, so the CPU column counts everything the
+# test started, servers and workers included.
+_TIMELINE = os.environ.get("FHVLAB_TEST_TIMELINE")
+_STARTED: dict[str, tuple[float, float]] = {}
+
+
+def _cgroup_usage() -> float:
+    """CPU seconds of this test process's cgroup (FHVLAB_TEST_CGROUP), else of itself."""
+    group = os.environ.get("FHVLAB_TEST_CGROUP")
+    if group:
+        own = Path(group) / os.environ.get("PYTEST_XDIST_WORKER", "main")
+        if not own.exists():
+            own.mkdir(parents=True)
+            (own / "cgroup.procs").write_text(str(os.getpid()))
+        return int((own / "cpuacct.usage").read_text()) / 1e9
+    return time.process_time()
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    """Note when a test starts (FHVLAB_TEST_TIMELINE only)."""
+    if _TIMELINE:
+        _STARTED[nodeid] = (time.time(), _cgroup_usage())
+
+
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    """Append the test's line to FHVLAB_TEST_TIMELINE."""
+    if _TIMELINE and nodeid in _STARTED:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        start, cpu = _STARTED.pop(nodeid)
+        used = _cgroup_usage() - cpu
+        with open(_TIMELINE, "a") as out:
+            out.write(f"{worker} {start:.1f} {time.time():.1f} {used:.1f} {nodeid}\n")

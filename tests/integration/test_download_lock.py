@@ -17,7 +17,7 @@ import pytest
 from fhvlab.data.download import download_month, inspect_parquet, lock_path
 from fhvlab.data.months import parse_month
 from fhvlab.errors import DiskSpaceError, DownloadError
-from tests.conftest import ROOT, clean_env, run_make
+from tests.conftest import ROOT, clean_env
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,9 @@ def test_lock_wait_is_bounded(fhv_server, tmp_path):
     assert fhv_server.hits[f"/trip-data/{NAME}"] == 0
 
 
-def test_month_larger_than_free_space_is_refused_before_writing(fhv_server, fhv_files, lab_env):
+def test_month_larger_than_free_space_is_refused_before_writing(
+    cli, fhv_server, fhv_files, lab_env
+):
     dest = Path(lab_env["DATA_DIR"])
     dest.mkdir(parents=True)
     free = shutil.disk_usage(dest).free
@@ -176,7 +178,7 @@ def test_month_larger_than_free_space_is_refused_before_writing(fhv_server, fhv_
     assert list(dest.iterdir()) == []
 
     env = {**lab_env, "DATA_URL": fhv_server.url, "NO_PROXY": "127.0.0.1,localhost"}
-    result = run_make("data", "MONTHS=2021-01", env=env)
+    result = cli("data", "--months", "2021-01", env=env)  # the command line's one line
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr

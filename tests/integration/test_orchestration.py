@@ -1,5 +1,6 @@
-"""The module end to end on a real Prefect server: server, config, storage, work queue,
-deploy, run, worker, restart, stop. Each test has its own Prefect home and port."""
+"""The module end to end on a real Prefect server on PostgreSQL: server, config, storage, work
+queue, deploy, run, worker, restart, stop (its SQLite walk: `make tour`, test_onboarding.py).
+Each test has its own Prefect home and port."""
 
 from __future__ import annotations
 
@@ -62,16 +63,14 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_env(request) -> dict[str, str]:
-    """The e2e test runs once on SQLite (DATABASE_URL empty) and once on PostgreSQL."""
-    if request.param == "sqlite":
-        return {}
-    cluster = request.getfixturevalue("postgres_cluster")
+@pytest.fixture
+def database_env(postgres_cluster, pg_database_url) -> dict[str, str]:
+    """The module end to end runs on PostgreSQL (a database of its own in the session's
+    cluster). Its SQLite walk is `make tour` (tests/integration/test_onboarding.py)."""
     return {
-        "DATABASE_URL": request.getfixturevalue("pg_database_url"),
-        "PG_DIR": cluster["PG_DIR"],
-        "PG_PORT": cluster["PG_PORT"],
+        "DATABASE_URL": pg_database_url,
+        "PG_DIR": postgres_cluster["PG_DIR"],
+        "PG_PORT": postgres_cluster["PG_PORT"],
     }
 
 
@@ -85,10 +84,7 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
 
     out = _ok(run_make("server", "config", "storage", "work-queue", "deploy", env=env))
     assert "server: started" in out
-    if database_env:
-        assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@127.0.0.1:" in out
-    else:
-        assert f"server: database SQLite {home / 'prefect.db'}" in out
+    assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@127.0.0.1:" in out
     assert "created work pool 'fhv-pool' (process)" in out
     profile = (home / "profiles.toml").read_text()
     assert f'PREFECT_API_URL = "{_api(env)}"' in profile
@@ -184,18 +180,16 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
     assert _post(env, "/flow_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
     assert _named_blocks(env) == ["fhvlab-results"]
 
-    if database_env:
-        _postgres_restart_is_survived(env, deployment["id"], flow_run["id"])
-        password = _pg_password(env)
-        doctor = run_make("doctor", env=env).stdout
-        assert "[ok]   database      PostgreSQL postgresql+asyncpg://prefect:***@" in doctor
-        assert "answers" in doctor
-        status = _ok(run_make("server-status", env=env))
-        assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@" in status
-        for text in (status, doctor, out, again, (home / "server.log").read_text()):
-            assert password not in text
-    else:
-        assert (home / "prefect.db").exists()
+    _postgres_restart_is_survived(env, deployment["id"], flow_run["id"])
+    password = _pg_password(env)
+    doctor = run_make("doctor", env=env).stdout
+    assert "[ok]   database      PostgreSQL postgresql+asyncpg://prefect:***@" in doctor
+    assert "answers" in doctor
+    status = _ok(run_make("server-status", env=env))
+    assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@" in status
+    for text in (status, doctor, out, again, (home / "server.log").read_text()):
+        assert password not in text
+    assert not (home / "prefect.db").exists()  # no SQLite beside PostgreSQL
 
     stopped = _ok(run_make("server-stop", env=env))
     assert "server: stopped" in stopped
@@ -222,21 +216,12 @@ def test_unreachable_remote_api_url_is_named(prefect_lab):
     assert "(API_URL) is unreachable" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("knob", "message"),
-    [
-        ("PREFECT_PORT=abc", "PREFECT_PORT='abc' is not a port number"),
-        ("PREFECT_PORT=70000", "PREFECT_PORT='70000' is not a port number"),
-    ],
-)
-def test_bad_port_is_a_clear_error(prefect_lab, knob, message):
-    result = run_make("server", knob, env=prefect_lab)
+def test_bad_port_and_bad_api_url_are_clear_errors(prefect_lab):
+    # The make wiring, once each; every bad value in-process in tests/unit/test_bad_input.py.
+    result = run_make("server", "PREFECT_PORT=abc", env=prefect_lab)
     assert result.returncode != 0
-    assert message in result.stderr
-
-
-@pytest.mark.parametrize("url", ["not-a-url", "ftp://host/api", "http://127.0.0.1:4200"])
-def test_bad_api_url_is_a_clear_error(prefect_lab, url):
+    assert "PREFECT_PORT='abc' is not a port number" in result.stderr
+    url = "http://127.0.0.1:4200"
     result = run_make("config", f"API_URL={url}", env=prefect_lab)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

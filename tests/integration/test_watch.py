@@ -303,6 +303,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
 
 def test_watch_and_events_without_a_server_or_with_a_bad_knob_say_so_in_one_line(prefect_lab):
     api = lab_api(prefect_lab)
+    # (bad WATCH_AHEAD / WATCH_FROM values: in-process, tests/unit/test_bad_input.py)
     for args in (("watch",), ("events",), ("watch", "WATCH_AHEAD=zero")):
         result = run_make(*args, env=prefect_lab, timeout=60)
         assert result.returncode != 0

@@ -46,6 +46,7 @@ def test_the_environment_wins_empty_means_unset_and_folders_are_absolute(monkeyp
     monkeypatch.setenv("CRON", "")
     monkeypatch.setenv("DATA_DIR", "rel/data")
     monkeypatch.delenv("API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_HOME", raising=False)  # conftest gives the test process its own
     monkeypatch.setenv("PREFECT_PORT", "4999")
     got = settings.current()
     assert got.work_pool == "other-pool"
