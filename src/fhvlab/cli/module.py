@@ -218,21 +218,6 @@ def cmd_deployed(args: argparse.Namespace) -> int:
     return 0 if same == (args.pool, args.queue) else 1
 
 
-def cmd_automations(args: argparse.Namespace) -> int:
-    """`make deploy`'s last step: crashed runs detected (no heartbeat) and re-run once."""
-    server.require_api(common.api_url(args))
-    from fhvlab.local import processes
-    from fhvlab.orchestration import automations
-    from fhvlab.orchestration import backfill as bf
-
-    with processes.locked(settings.prefect_home() / ".automations.lock"):
-        lines = automations.ensure_crash_automations(args.flow, args.deployment)
-        lines += automations.ensure_backfill_automation(bf.PARENT_DEPLOYMENT, bf.TAG)
-    for line in lines:
-        print(f"deploy: {line}")
-    return 0
-
-
 def cmd_ui(args: argparse.Namespace) -> int:
     """`make ui`: screenshot of the deployment's page in the Prefect UI."""
     from fhvlab.local import ui
@@ -324,12 +309,6 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     deployed.add_argument("--queue", default=knobs.work_queue)
     deployed.add_argument("--limit", type=int, default=None, help="its concurrency limit, too")
     deployed.set_defaults(func=cmd_deployed)
-
-    auto = sub.add_parser("automations", help="crash detection and re-run automations")
-    common.add_api_arg(auto)
-    auto.add_argument("--flow", default=FLOW)
-    auto.add_argument("--deployment", default=knobs.deployment)
-    auto.set_defaults(func=cmd_automations)
 
     shot = sub.add_parser("ui", help="screenshot of the deployment page")
     common.add_api_arg(shot)

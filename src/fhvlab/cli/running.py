@@ -14,19 +14,6 @@ from fhvlab.local import server
 LAB_SHELL_VARS = ("LAB_SHELL_PREFECT_API_URL", "LAB_SHELL_PREFECT_PROFILE")
 
 
-def cmd_with_lock(args: argparse.Namespace) -> int:
-    """Run a command while holding one of the lab's locks (`make up` serialises its deploy)."""
-    import subprocess
-
-    from fhvlab.local import processes
-
-    command = [c for c in args.command if c != "--"]
-    if not command:
-        raise LabError("with-lock: no command given")
-    with processes.locked(settings.prefect_home() / f".{args.name}.lock"):
-        return subprocess.call(command)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     """`make up`: the deploy chain, then one background worker, online."""
     from fhvlab.cli import chain
@@ -38,20 +25,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         "make run DATE=... WATCH=1, make logs, make down"
     )
     return code
-
-
-def cmd_worker_start(args: argparse.Namespace) -> int:
-    """`make up`'s last step: one background worker, returned once it is online."""
-    from fhvlab.local import lab
-
-    api = common.api_url(args)
-    server.require_api(api)
-    home = settings.prefect_home()
-    pid, started = lab.start_worker(home, api, args.pool, args.queue, settings.ROOT, args.timeout)
-    state = "started" if started else "already running"
-    log_file = home / "worker.log"
-    print(f"worker: {state} (pid {pid}), online in pool {args.pool!r}; log {log_file}")
-    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -172,23 +145,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
     """with-lock, up, worker-start, down, logs, reset, shell, alerts."""
-    lock = sub.add_parser("with-lock", help="run a command under a lock in PREFECT_HOME")
-    lock.add_argument("name", choices=["up"])
-    lock.add_argument("command", nargs=argparse.REMAINDER)
-    lock.set_defaults(func=cmd_with_lock)
 
     from fhvlab.cli import chain
 
     up = sub.add_parser("up", help="server, deployments and one background worker")
     chain.add_chain_args(up, knobs)
     up.set_defaults(func=cmd_up)
-
-    wstart = sub.add_parser("worker-start", help="background worker, wait until online")
-    common.add_api_arg(wstart)
-    wstart.add_argument("--pool", default=knobs.work_pool)
-    wstart.add_argument("--queue", default=knobs.work_queue)
-    wstart.add_argument("--timeout", type=float, default=90.0, help="online wait, seconds")
-    wstart.set_defaults(func=cmd_worker_start)
 
     down = sub.add_parser("down", help="stop the lab's worker and server")
     common.add_server_args(down, knobs)
