@@ -32,6 +32,25 @@ def test_a_new_home_gets_the_migrated_database_once(tmp_path):
     assert db.stat().st_mtime_ns == before
 
 
+def test_a_deleted_databases_leftover_log_is_not_replayed_into_the_copy(tmp_path):
+    home = tmp_path / "home"
+    assert dbseed.seed(home, {}) is True
+    db = home / "prefect.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # as a server leaves it when killed
+        conn.execute("pragma journal_mode=wal")
+        conn.execute("pragma wal_autocheckpoint=0")
+        conn.execute("create table left_behind (x)")
+        conn.commit()
+        wal = (home / "prefect.db-wal").read_bytes()
+    db.unlink()
+    (home / "prefect.db-wal").write_bytes(wal)
+    assert dbseed.seed(home, {}) is True
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master")}
+    assert "left_behind" not in tables
+    assert "alembic_version" in tables
+
+
 def test_postgresql_homes_are_left_alone(tmp_path):
     url = "postgresql+asyncpg://prefect:secret@127.0.0.1:5432/prefect"
     assert dbseed.seed(tmp_path, {"DATABASE_URL": url}) is False

@@ -3,17 +3,15 @@
 A target is a list of steps (fhvlab.local.record.TARGETS). Under the set-up lock, each step
 first asks the record whether it has anything to do (plain HTTP, no Prefect); a step with
 nothing to do prints why and is skipped, the others do their work and record it. Prefect is
-imported only by the first step that needs it; while a server starts on a fresh database it
-is imported meanwhile, in a thread. `python -m fhvlab TARGET` with nothing to do at all never
-gets here: fhvlab.__main__ answers it from the record alone.
+imported only by the first step that needs it, and `make up`'s worker process is launched
+before the deploy step so that it comes online meanwhile. `python -m fhvlab TARGET` with
+nothing to do at all never gets here: fhvlab.__main__ answers it from the record alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import threading
 from pathlib import Path
 
 from fhvlab import settings
@@ -32,17 +30,7 @@ def _print_verdict(step: str, verdict: uptodate.Verdict) -> None:
     print(f"{step}: {verdict.line}", flush=True)
 
 
-def _warm_prefect() -> None:
-    """Import the Prefect side of the chain in a thread (used while a server starts)."""
-
-    def load() -> None:
-        with contextlib.suppress(Exception):  # the main thread imports it again and reports
-            import fhvlab.orchestration.deployments  # noqa: F401
-
-    threading.Thread(target=load, name="import-prefect", daemon=True).start()
-
-
-def server_step(args: argparse.Namespace, verdict: uptodate.Verdict, warm: bool) -> None:
+def server_step(args: argparse.Namespace, verdict: uptodate.Verdict) -> None:
     """Start the lab's server unless it (or the API_URL server) is up; restart it when
     DATABASE_URL names another database than the one it runs on."""
     spec = common.spec(args)
@@ -78,8 +66,6 @@ def server_step(args: argparse.Namespace, verdict: uptodate.Verdict, warm: bool)
             pid = None
     if pid is None:
         database.preflight_configured()  # one line and nothing started if it cannot work
-        if warm:
-            _warm_prefect()
     print(
         f"server: $ prefect server start --host {spec.host} --port {spec.port}"
         "  (detached; log in PREFECT_HOME)"
@@ -98,52 +84,43 @@ def server_step(args: argparse.Namespace, verdict: uptodate.Verdict, warm: bool)
     record.save(home, "server", {"pid": pid, "database": now_db})
 
 
-class WorkerStart(threading.Thread):
-    """The worker step in a thread: it starts and comes online while the deploy step runs
-    (the pool and the queue exist by then); `finish` prints and records it."""
+class WorkerStep:
+    """The worker step: the process is launched before the deploy step (the pool and queue
+    exist by then) and comes online while the deployments are applied; `finish` waits for
+    it, prints and records it."""
 
     def __init__(self, args: argparse.Namespace, verdict: uptodate.Verdict) -> None:
-        super().__init__(name="worker-start", daemon=True)
         from fhvlab.local import lab
 
         self.lab = lab
-        self.knobs = settings.current()
+        self.knobs = k = settings.current()
         self.api = common.api_url(args)
         self.timeout = args.worker_timeout
-        self.result: tuple[int, bool] | BaseException | None = None
         if verdict.extra.get("pid"):
             print(f"worker: restarting the worker ({verdict.line})")
-            lab.stop_worker(self.knobs.prefect_home)
+            lab.stop_worker(k.prefect_home)
         print(
-            f"worker: $ prefect worker start --pool {self.knobs.work_pool} --work-queue "
-            f"{self.knobs.work_queue} --install-policy never  (detached)",
+            f"worker: $ prefect worker start --pool {k.work_pool} --work-queue "
+            f"{k.work_queue} --install-policy never  (detached)",
             flush=True,
         )
-
-    def run(self) -> None:
-        k = self.knobs
-        try:
-            self.result = self.lab.start_worker(
-                k.prefect_home, self.api, k.work_pool, k.work_queue, settings.ROOT, self.timeout
-            )
-        except BaseException as exc:  # handed to the main thread by finish()
-            self.result = exc
+        self.launched = lab.launch_worker(
+            k.prefect_home, self.api, k.work_pool, k.work_queue, settings.ROOT
+        )
 
     def finish(self) -> None:
         """Wait until the worker is online (or failed); print and record it."""
-        self.join()
-        if isinstance(self.result, BaseException):
-            raise self.result
-        assert self.result is not None
-        pid, started = self.result
         k = self.knobs
-        state = "started" if started else "already running"
+        self.lab.wait_online(k.prefect_home, self.api, k.work_pool, self.launched, self.timeout)
+        state = "started" if self.launched.started else "already running"
         print(
-            f"worker: {state} (pid {pid}), online in pool {k.work_pool!r}; "
+            f"worker: {state} (pid {self.launched.pid}), online in pool {k.work_pool!r}; "
             f"log {k.prefect_home / 'worker.log'}"
         )
         record.save(
-            k.prefect_home, "worker", {"pid": pid, "pool": k.work_pool, "queue": k.work_queue}
+            k.prefect_home,
+            "worker",
+            {"pid": self.launched.pid, "pool": k.work_pool, "queue": k.work_queue},
         )
 
 
@@ -178,15 +155,13 @@ def run_target(target: str, args: argparse.Namespace) -> int:
         common.spec(args)  # a bad PREFECT_PORT is one line naming it, before anything is done
     common.api_url(args)  # ... and so is a malformed API_URL
     force = bool(getattr(args, "force", False))
-    fresh = not record.load(home) or not (home / "prefect.db").exists()
-    worker: WorkerStart | None = None
+    worker: WorkerStep | None = None
     with processes.locked(home / record.LOCK):
         for step in steps:
             if step == "deploy" and "worker" in steps:  # the worker starts meanwhile
                 verdict = uptodate.Verdict(False, "forced") if force else uptodate.check("worker")
                 if not verdict.done:
-                    worker = WorkerStart(args, verdict)
-                    worker.start()
+                    worker = WorkerStep(args, verdict)
             if step == "worker" and worker is not None:
                 worker.finish()
                 continue
@@ -195,11 +170,9 @@ def run_target(target: str, args: argparse.Namespace) -> int:
                 _print_verdict(step, verdict)
                 continue
             if step == "server":
-                server_step(args, verdict, warm=fresh and len(steps) > 1)
+                server_step(args, verdict)
             elif step == "worker":
-                worker = WorkerStart(args, verdict)
-                worker.start()
-                worker.finish()
+                WorkerStep(args, verdict).finish()
             else:
                 prefect_step(step, args)
     return 0

@@ -91,6 +91,10 @@ def seed(home: Path, env: Mapping[str, str]) -> bool:
         log.warning("server: no migrated template (%s); Prefect migrates the database", exc)
         return False
     home.mkdir(parents=True, exist_ok=True)
+    # A database deleted under a killed server can leave its write-ahead log behind; SQLite
+    # would replay that old log into the copy. Nothing runs on a database that is not there.
+    for leftover in ("prefect.db-wal", "prefect.db-shm", "prefect.db-journal"):
+        (home / leftover).unlink(missing_ok=True)
     copy_database(template, home / "prefect.db")
     os.chmod(home / "prefect.db", 0o600)
     return True

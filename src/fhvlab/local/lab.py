@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -47,43 +48,62 @@ def worker_online(api_url: str, pool: str, name: str, since: float) -> bool:
     return False
 
 
-def start_worker(
-    home: Path, api_url: str, pool: str, queue: str, cwd: Path, timeout: float = 90.0
-) -> tuple[int, bool]:
-    """Start the background worker unless it runs; wait until it is online. (pid, started)."""
+@dataclass(frozen=True)
+class Launched:
+    """A background worker the lab launched (or found running), not yet known to be online."""
+
+    pid: int
+    started: bool  # False: it was running already
+    since: float  # epoch seconds of the launch: its first heartbeat comes after it
+
+
+def launch_worker(home: Path, api_url: str, pool: str, queue: str, cwd: Path) -> Launched:
+    """Start the background worker unless it runs; return at once (see `wait_online`)."""
     proc = processes.worker_process(home)
-    name = worker_name(home)
-    with processes.locked(proc.lock_file, timeout=timeout + processes.LOCK_TIMEOUT):
+    with processes.locked(proc.lock_file):
         pid = processes.running_pid(proc)
         if pid is not None:
-            return pid, False
+            return Launched(pid, False, 0.0)
         prefect = Path(sys.executable).with_name("prefect")
         cmd = [
             str(prefect), "worker", "start", "--pool", pool, "--work-queue", queue,
-            "--name", name, "--install-policy", "never",
+            "--name", worker_name(home), "--install-policy", "never",
         ]  # fmt: skip
         env = {**os.environ, **server.OFFLINE_ENV, "PREFECT_HOME": str(home)}
         env["PREFECT_API_URL"] = api_url
         for secret in SECRET_ENV:
             env.pop(secret, None)
-        started = time.time()
-        pid = processes.spawn(proc, cmd, env, cwd=cwd)
-        deadline = time.monotonic() + timeout
-        while not worker_online(api_url, pool, name, started):
-            if not processes.pid_alive(pid) or time.monotonic() > deadline:
-                why = (
-                    "exited"
-                    if not processes.pid_alive(pid)
-                    else f"was not online in {timeout:.0f} s"
-                )
-                processes.terminate(pid, 5.0)
-                proc.pid_file.unlink(missing_ok=True)
-                raise LabError(
-                    f"the worker {why}; last lines of {proc.log_file}:\n"
-                    + "\n".join(processes.tail(proc.log_file, 15))
-                )
-            time.sleep(0.5)
-        return pid, True
+        since = time.time()
+        return Launched(processes.spawn(proc, cmd, env, cwd=cwd), True, since)
+
+
+def wait_online(home: Path, api_url: str, pool: str, launched: Launched, timeout: float) -> None:
+    """Wait until a worker the lab just started is online; LabError with its log if not."""
+    if not launched.started:
+        return
+    proc = processes.worker_process(home)
+    name = worker_name(home)
+    pid = launched.pid
+    deadline = time.monotonic() + timeout
+    while not worker_online(api_url, pool, name, launched.since):
+        if not processes.pid_alive(pid) or time.monotonic() > deadline:
+            why = "exited" if not processes.pid_alive(pid) else f"was not online in {timeout:.0f} s"
+            processes.terminate(pid, 5.0)
+            proc.pid_file.unlink(missing_ok=True)
+            raise LabError(
+                f"the worker {why}; last lines of {proc.log_file}:\n"
+                + "\n".join(processes.tail(proc.log_file, 15))
+            )
+        time.sleep(0.5)
+
+
+def start_worker(
+    home: Path, api_url: str, pool: str, queue: str, cwd: Path, timeout: float = 90.0
+) -> tuple[int, bool]:
+    """Start the background worker unless it runs; wait until it is online. (pid, started)."""
+    launched = launch_worker(home, api_url, pool, queue, cwd)
+    wait_online(home, api_url, pool, launched, timeout)
+    return launched.pid, launched.started
 
 
 def stop_worker(home: Path, grace: float = 20.0) -> tuple[int, str] | None:
