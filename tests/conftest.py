@@ -331,18 +331,19 @@ def pg_database_url(postgres_cluster, request) -> str:
 # pytest-xdist hands each process its next test while the current one runs (two at the start),
 # so each slow test is followed by a quick unit test: two slow tests in a row would go to one
 # process and run one after the other.
-_SLOW_FIRST = (
-    "test_crash.py::",
-    "test_backfill_faults.py::test_killed_worker",
-    "test_up_down.py::test_up_run_alerts_logs_down_reset",
-    "test_watch.py::test_watch_announces",
-    "test_onboarding.py::test_tour_then",
-    "test_past_one_machine.py::test_a_worker_in_another_checkout",
-    "test_orchestration.py::test_module_end_to_end",
-    "test_backfill_faults.py::",
-    "test_backfill.py::test_backfill_runs_each_date",
-    "test_train.py::",
-    "test_train_flow.py::test_the_flow_in_process",
+_SLOW_FIRST = (  # longest first (FHVLAB_TEST_TIMELINE, 2026-11-30: seconds and CPU seconds)
+    "test_up_down.py::test_up_run_alerts_logs_down_reset",  # 251 s, 69 CPU-s
+    "test_backfill_faults.py::test_killed_worker",  # 241 s, 48 CPU-s
+    "test_crash.py::",  # 217 s, 42 CPU-s
+    "test_watch.py::test_watch_announces",  # 208 s, 73 CPU-s
+    "test_backfill_faults.py::",  # 148 s, 51 CPU-s
+    "test_past_one_machine.py::test_a_worker_in_another_checkout",  # 115 s, 38 CPU-s
+    "test_orchestration.py::test_module_end_to_end",  # 112 s, 41 CPU-s
+    "test_onboarding.py::test_tour_then",  # 108 s, 37 CPU-s
+    "test_backfill.py::test_backfill_runs_each_date",  # 94 s, 36 CPU-s
+    "test_train.py::test_flow_script",  # 42 s, 13 CPU-s
+    "test_train_flow.py::test_the_flow_in_process",  # 39 s, 11 CPU-s
+    "test_train.py::",  # 32 s, 15 CPU-s
     "test_python_choice.py::",
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",
@@ -377,6 +378,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # test started, servers and workers included.
 _TIMELINE = os.environ.get("FHVLAB_TEST_TIMELINE")
 _STARTED: dict[str, tuple[float, float]] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Only the processes that run tests write the timeline (not xdist's controller)."""
+    global _TIMELINE
+    if config.getoption("dist", "no") != "no":
+        _TIMELINE = None
 
 
 def _cgroup_usage() -> float:
