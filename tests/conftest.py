@@ -413,3 +413,21 @@ def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
         used = _cgroup_usage() - cpu
         with open(_TIMELINE, "a") as out:
             out.write(f"{worker} {start:.1f} {time.time():.1f} {used:.1f} {nodeid}\n")
+
+
+def task_states(api: str, flow_run_id: str, count: int) -> dict[str, list[str]]:
+    """Task name -> state names of the run's task runs, once the server holds `count` final."""
+    import requests
+
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    deadline = time.monotonic() + 30  # the server records task-run states in 1 s batches
+    while True:
+        runs = requests.post(f"{api}/task_runs/filter", json=body, timeout=10).json()
+        final = [r for r in runs if r["state"] and r["state"]["type"] == "COMPLETED"]
+        if len(final) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    states: dict[str, list[str]] = {}
+    for run in sorted(runs, key=lambda r: r["name"]):
+        states.setdefault(run["name"].rsplit("-", 1)[0], []).append(run["state"]["name"])
+    return states

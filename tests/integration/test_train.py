@@ -14,7 +14,7 @@ import pytest
 
 from fhvlab.model import training
 from tests import reference
-from tests.conftest import ROOT, clean_env, run_make
+from tests.conftest import ROOT, clean_env, run_make, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -137,25 +137,6 @@ def _flow_run_id(output: str) -> str:
     return found
 
 
-def _task_states(env, flow_run_id: str, count: int) -> dict[str, list[str]]:
-    """Task name -> state names of the run's task runs, once the server holds `count` final."""
-    import requests
-
-    url = f"http://127.0.0.1:{env['PREFECT_PORT']}/api/task_runs/filter"
-    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
-    deadline = time.monotonic() + 30  # the server records task-run states in 1 s batches
-    while True:
-        runs = requests.post(url, json=body, timeout=10).json()
-        final = [r for r in runs if r["state"] and r["state"]["type"] == "COMPLETED"]
-        if len(final) >= count or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    states: dict[str, list[str]] = {}
-    for run in sorted(runs, key=lambda r: r["name"]):
-        states.setdefault(run["name"].rsplit("-", 1)[0], []).append(run["state"]["name"])
-    return states
-
-
 def _two_runs_at_once_prepare_each_month_once(env, fhv_files) -> None:
     """Two `make train` for one date started together: each month is reduced by one run;
     the other waits for the month's cache lock and reads the result (Cached)."""
@@ -172,7 +153,12 @@ def _two_runs_at_once_prepare_each_month_once(env, fhv_files) -> None:
     ]
     outputs = [r.communicate(timeout=240)[0] for r in runs]
     assert [r.returncode for r in runs] == [0, 0], outputs
-    states = [_task_states(env, _flow_run_id(out), 6)["prepare_month"] for out in outputs]
+    states = [
+        task_states(f"http://127.0.0.1:{env['PREFECT_PORT']}/api", _flow_run_id(out), 6)[
+            "prepare_month"
+        ]
+        for out in outputs
+    ]
     computed = sum(s.count("Completed") for s in states)
     cached = sum(s.count("Cached") for s in states)
     assert (computed, cached) == (2, 2), states

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,7 @@ from fhvlab.data.months import parse_month
 from fhvlab.data.synthetic import synthetic_month
 from fhvlab.model import duration as model
 from fhvlab.model import training
-from tests.conftest import Ran, flow_script, one_error
+from tests.conftest import Ran, flow_script, one_error, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -119,22 +118,6 @@ def _training_month_with_every_location_id_missing_trains(
     assert f"validation RMSE {metrics['val_rmse']:.4f} (2021-07)" in done.stdout
 
 
-def _task_states(api: str, flow_run_id: str, count: int) -> dict[str, list[str]]:
-    """Task name -> state names of the run's task runs, once the server holds `count` final."""
-    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
-    deadline = time.monotonic() + 30  # the server records task-run states in 1 s batches
-    while True:
-        runs = requests.post(f"{api}/task_runs/filter", json=body, timeout=10).json()
-        final = [r for r in runs if r["state"] and r["state"]["type"] == "COMPLETED"]
-        if len(final) >= count or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    states: dict[str, list[str]] = {}
-    for run in sorted(runs, key=lambda r: r["name"]):
-        states.setdefault(run["name"].rsplit("-", 1)[0], []).append(run["state"]["name"])
-    return states
-
-
 def _artifacts(api: str, flow_run_id: str, kind: str) -> list[dict]:
     body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "type": {"any_": [kind]}}}
     return requests.post(f"{api}/artifacts/filter", json=body, timeout=10).json()
@@ -153,7 +136,7 @@ def _months_are_cached_by_file_and_recomputed_when_a_file_changes(
         return str(state.state_details.flow_run_id)
 
     run_id = run()
-    assert _task_states(api, run_id, 6)["prepare_month"] == ["Completed", "Completed"]
+    assert task_states(api, run_id, 6)["prepare_month"] == ["Completed", "Completed"]
     bars = _artifacts(api, run_id, "progress")  # both months were downloaded in this run
     assert sorted(a["description"] for a in bars) == [
         "download of FHV month 2021-06",
@@ -165,7 +148,7 @@ def _months_are_cached_by_file_and_recomputed_when_a_file_changes(
     assert "validation RMSE" in report["data"]
 
     run_id = run()
-    states = _task_states(api, run_id, 6)
+    states = task_states(api, run_id, 6)
     assert states["prepare_month"] == ["Cached", "Cached"]
     assert states["fit_and_score"] == ["Cached"]  # same statistics: no fit, no scikit-learn
     assert _artifacts(api, run_id, "progress") == []  # nothing downloaded
@@ -177,7 +160,7 @@ def _months_are_cached_by_file_and_recomputed_when_a_file_changes(
     other.to_parquet(july.with_name(".new.parquet"))
     july.with_name(".new.parquet").replace(july)
     run_id = run()
-    states = _task_states(api, run_id, 6)
+    states = task_states(api, run_id, 6)
     assert sorted(states["prepare_month"]) == ["Cached", "Completed"]
     assert states["fit_and_score"] == ["Completed"]  # July's statistics changed
     after = json.loads((art / f"metrics-{DATE}.json").read_text())

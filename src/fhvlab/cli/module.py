@@ -204,13 +204,13 @@ def cmd_deployed(args: argparse.Namespace) -> int:
 
     `make backfill` asks this first and runs `make deploy` only when the answer is no.
     """
-    api = common.api_url(args)
-    if not server.is_healthy(api):
+    from fhvlab.local import record
+
+    deployment = record.Api(common.api_url(args), timeout=10.0).call(
+        f"/deployments/name/{args.name}"
+    )
+    if not isinstance(deployment, dict):  # no server, no such deployment, or no answer
         return 1
-    found = server.api_session().get(f"{api}/deployments/name/{args.name}", timeout=10)
-    if found.status_code != 200:
-        return 1
-    deployment = found.json()
     same = (deployment.get("work_pool_name"), deployment.get("work_queue_name"))
     if args.limit is not None:  # a deployment made before prefect.yaml gave it its limit
         same += ((deployment.get("global_concurrency_limit") or {}).get("limit"),)

@@ -12,40 +12,14 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from fhvlab.errors import LabError
-from fhvlab.local import processes, server
+from fhvlab.local import processes, record, server
 from fhvlab.local.processes import worker_name
 
 # Never handed to a long-running process: `make alerts WEBHOOK_URL=...` travels in these.
 SECRET_ENV = ("WEBHOOK_URL", "MAKEFLAGS", "MFLAGS")
-
-
-def worker_online(api_url: str, pool: str, name: str, since: float) -> bool:
-    """Whether worker `name` is ONLINE in `pool` with a heartbeat at or after `since` (epoch)."""
-    try:
-        found = server.api_session().post(
-            f"{api_url}/work_pools/{quote(pool)}/workers/filter",
-            json={"workers": {"status": {"any_": ["ONLINE"]}}},  # no name filter in the API
-            timeout=5,
-        )
-    except (OSError, ValueError):
-        return False
-    if found.status_code != 200:
-        return False
-    for worker in found.json():
-        beat = worker.get("last_heartbeat_time")
-        if worker.get("name") != name or worker.get("status") != "ONLINE" or not beat:
-            continue
-        when = datetime.fromisoformat(beat.replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if when.timestamp() >= since - 2:  # clock granularity
-            return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -85,7 +59,8 @@ def wait_online(home: Path, api_url: str, pool: str, launched: Launched, timeout
     name = worker_name(home)
     pid = launched.pid
     deadline = time.monotonic() + timeout
-    while not worker_online(api_url, pool, name, launched.since):
+    api = record.Api(api_url, timeout=5.0)
+    while not record.worker_online(api, pool, name, launched.since):
         if not processes.pid_alive(pid) or time.monotonic() > deadline:
             why = "exited" if not processes.pid_alive(pid) else f"was not online in {timeout:.0f} s"
             processes.terminate(pid, 5.0)
@@ -95,15 +70,6 @@ def wait_online(home: Path, api_url: str, pool: str, launched: Launched, timeout
                 + "\n".join(processes.tail(proc.log_file, 15))
             )
         time.sleep(0.5)
-
-
-def start_worker(
-    home: Path, api_url: str, pool: str, queue: str, cwd: Path, timeout: float = 90.0
-) -> tuple[int, bool]:
-    """Start the background worker unless it runs; wait until it is online. (pid, started)."""
-    launched = launch_worker(home, api_url, pool, queue, cwd)
-    wait_online(home, api_url, pool, launched, timeout)
-    return launched.pid, launched.started
 
 
 def stop_worker(home: Path, grace: float = 20.0) -> tuple[int, str] | None:

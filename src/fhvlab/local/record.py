@@ -24,9 +24,10 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fhvlab import __version__, files, knobs
 from fhvlab.local import processes
@@ -199,6 +200,24 @@ class Api:
     def healthy(self) -> bool:
         """Whether /health answers true."""
         return self.call("/health") is True
+
+
+def worker_online(api: Api, pool: str, name: str, since: float = 0.0) -> bool:
+    """Whether worker `name` is ONLINE in `pool`, with a heartbeat at or after `since` (epoch)."""
+    found = api.call(
+        f"/work_pools/{quote(pool, safe='')}/workers/filter",
+        {"workers": {"status": {"any_": ["ONLINE"]}}},  # the API has no name filter
+    )
+    for worker in found if isinstance(found, list) else []:
+        beat = worker.get("last_heartbeat_time")
+        if worker.get("name") != name or worker.get("status") != "ONLINE" or not beat:
+            continue
+        when = datetime.fromisoformat(beat.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if when.timestamp() >= since - 2:  # clock granularity
+            return True
+    return False
 
 
 # ---- the record file --------------------------------------------------------------------------

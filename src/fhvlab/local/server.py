@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
-
 from fhvlab.errors import BadInput, LabError
-from fhvlab.local import database, dbseed, processes
+from fhvlab.local import database, dbseed, processes, record
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +92,7 @@ def parse_api_url(text: str) -> str:
 
 def is_healthy(api_url: str, timeout: float = 2.0) -> bool:
     """Whether a Prefect API answers its health check at `api_url`."""
-    try:
-        response = requests.get(f"{api_url}/health", timeout=timeout)
-    except requests.RequestException:
-        return False
-    return response.status_code == 200 and response.text.strip() == "true"
-
-
-def api_session() -> requests.Session:
-    """A session for the Prefect REST API, with basic auth when PREFECT_API_AUTH_STRING is set."""
-    session = requests.Session()
-    auth = os.environ.get("PREFECT_API_AUTH_STRING", "")
-    if ":" in auth:
-        user, password = auth.split(":", 1)
-        session.auth = (user, password)
-    return session
+    return record.Api(api_url, timeout=timeout).healthy()
 
 
 def require_api(api_url: str) -> None:

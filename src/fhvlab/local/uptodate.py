@@ -36,6 +36,7 @@ from fhvlab.local.record import (
     profile_entries,
     server_process,
     step_inputs,
+    worker_online,
 )
 
 
@@ -165,17 +166,6 @@ def check_worker(env: Mapping[str, str], home: Path, entry: Mapping[str, Any]) -
         True,
         f"already running (pid {pid}), online in pool {pool!r}; log {home / 'worker.log'}",
         {"pid": pid},
-    )
-
-
-def worker_online(api: Api, pool: str, name: str) -> bool:
-    """Whether worker `name` of `pool` is ONLINE for the server."""
-    found = api.call(
-        f"/work_pools/{quote(pool, safe='')}/workers/filter",
-        {"workers": {"status": {"any_": ["ONLINE"]}}},
-    )
-    return isinstance(found, list) and any(
-        w.get("name") == name and w.get("status") == "ONLINE" for w in found
     )
 
 

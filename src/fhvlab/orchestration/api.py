@@ -3,9 +3,9 @@
 Every read and write of the lab's Prefect objects (runs, deployments, events, limits,
 variables, automations) goes through `client()`, Prefect's synchronous client of the API
 in PREFECT_API_URL, or through Prefect's functions built on it (`wait_for_flow_run`,
-`Variable`, blocks). Plain HTTP is used in one place only: the checks that decide, without
-importing Prefect, whether a command has anything to do (`fhvlab.local.server.is_healthy`,
-the worker's heartbeat in `fhvlab.local.lab`, `python -m fhvlab deployed`).
+`Variable`, blocks). Plain HTTP has one helper, `fhvlab.local.record.Api` (urllib), used
+only by the checks that decide, without importing Prefect, whether a command has anything
+to do: the health check, a worker's heartbeat, `python -m fhvlab deployed`, the record.
 
 Import only after the environment is set (Prefect reads its settings at import).
 """
