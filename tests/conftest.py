@@ -115,6 +115,15 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def linked_copy(dest: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the lab's source whose .venv is this checkout's, and the knob that makes
+    its Python import the copy's own code (PYTHONPATH: the copy's src/): another checkout,
+    without a second `make setup` (a fresh clone's `make setup` is what CI itself runs)."""
+    copy = copy_project(dest)
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    return copy, {"PYTHONPATH": str(copy / "src")}
+
+
 def make_ok(result: subprocess.CompletedProcess[str]) -> str:
     """Assert a `run_make` succeeded (showing its output if not); log it with the time.
 
@@ -331,19 +340,21 @@ def pg_database_url(postgres_cluster, request) -> str:
 # pytest-xdist hands each process its next test while the current one runs (two at the start),
 # so each slow test is followed by a quick unit test: two slow tests in a row would go to one
 # process and run one after the other.
-_SLOW_FIRST = (  # longest first (FHVLAB_TEST_TIMELINE, 2026-11-30: seconds and CPU seconds)
-    "test_up_down.py::test_up_run_alerts_logs_down_reset",  # 251 s, 69 CPU-s
-    "test_backfill_faults.py::test_killed_worker",  # 241 s, 48 CPU-s
-    "test_crash.py::",  # 217 s, 42 CPU-s
-    "test_watch.py::test_watch_announces",  # 208 s, 73 CPU-s
-    "test_backfill_faults.py::",  # 148 s, 51 CPU-s
-    "test_past_one_machine.py::test_a_worker_in_another_checkout",  # 115 s, 38 CPU-s
-    "test_orchestration.py::test_module_end_to_end",  # 112 s, 41 CPU-s
-    "test_onboarding.py::test_tour_then",  # 108 s, 37 CPU-s
-    "test_backfill.py::test_backfill_runs_each_date",  # 94 s, 36 CPU-s
-    "test_train.py::test_flow_script",  # 42 s, 13 CPU-s
-    "test_train_flow.py::test_the_flow_in_process",  # 39 s, 11 CPU-s
-    "test_train.py::",  # 32 s, 15 CPU-s
+_SLOW_FIRST = (  # longest first (seconds in a `make test` of 2026-11-30, FHVLAB_TEST_TIMELINE)
+    "test_watch.py::test_watch_announces",  # 173 s
+    "test_backfill_faults.py::test_killed_worker",  # 158 s
+    "test_crash.py::",  # 143 s
+    "test_up_down.py::test_up_run_alerts_logs_down_reset",  # 116 s
+    "test_backfill_faults.py::",  # 106 s
+    "test_noop_targets.py::test_nothing_to_do",  # ~100 s
+    "test_orchestration.py::test_module_end_to_end",  # 101 s
+    "test_onboarding.py::test_tour_then",  # 83 s
+    "test_backfill.py::test_backfill_runs_each_date",  # 75 s
+    "test_train_flow.py::test_the_flow_in_process",  # 53 s
+    "test_train.py::test_train_matches",  # 37 s
+    "test_past_one_machine.py::test_a_worker_in_another_checkout",  # ~30 s
+    "test_train.py::",  # ~25 s
+    "test_noop_targets.py::",
     "test_python_choice.py::",
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",

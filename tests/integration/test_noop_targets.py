@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, api_post, copy_project, lab_api, make_ok, run_make
+from tests.conftest import api_post, lab_api, linked_copy, make_ok, run_make
 
 pytestmark = pytest.mark.integration
 FLOW = "fhv-duration-training"
@@ -57,14 +57,22 @@ def _worked(out: str) -> set[str]:
     return {line.split(":", 1)[0] for line in out.splitlines() if ": $ " in line}
 
 
-def _deploy(env, *knobs: str) -> str:
-    return make_ok(run_make("deploy", *knobs, env=env, timeout=400))
+def _deploy(env, *knobs: str, cwd: Path | None = None) -> str:
+    return make_ok(run_make("deploy", *knobs, env=env, cwd=cwd, timeout=400))
 
 
-def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
-    env = prefect_lab
+def test_nothing_to_do_then_each_change_is_applied(prefect_lab, pg_database_url, tmp_path):
+    """One lab through every change, in a copy of the lab (its prefect.yaml and flow code
+    are edited too): knobs, objects changed on the server, bad records, the code, and
+    last the database."""
+    copy, own_code = linked_copy(tmp_path / "copy")
+    env = {**prefect_lab, **own_code}
     home = Path(env["PREFECT_HOME"])
-    first = _deploy(env)
+
+    def deploy(env, *knobs: str) -> str:
+        return _deploy(env, *knobs, cwd=copy)
+
+    first = deploy(env)
     assert _worked(first) == {"server", "config", "storage", "work-queue", "deploy"}
     before = _state(env)
     assert set(before["deployments"]) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
@@ -72,20 +80,20 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
 
     # Nothing changed: every target answers from the record; nothing on the server moves.
     for target in ("server", "config", "storage", "work-queue", "deploy"):
-        out = make_ok(run_make(target, env=env))
+        out = make_ok(run_make(target, env=env, cwd=copy))
         assert _worked(out) == set(), out
-    again = _deploy(env)
+    again = deploy(env)
     assert "server: already running" in again
     assert "work queue 'fhv-queue' in pool 'fhv-pool' already exists" in again
     assert "deploy: nothing to do" in again
     assert _state(env) == before
-    traced = run_make("deploy", env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    traced = run_make("deploy", env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=copy)
     imported = [line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()]
     assert "fhvlab.local.uptodate" in imported
     assert not [m for m in imported if m.split(".")[0] in ("prefect", "pydantic", "requests")]
 
     # CRON: the deployments are applied again, the steps before them are not.
-    out = _deploy(env, "CRON=0 10 15 * *")
+    out = deploy(env, "CRON=0 10 15 * *")
     assert _worked(out) == {"deploy"}, out
     [schedule] = _deployments(env)["fhv-monthly"]["schedules"]
     assert schedule["schedule"]["cron"] == "0 10 15 * *"
@@ -93,10 +101,10 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
     assert now["block"] == before["block"]
     assert now["pool"] == before["pool"]
     assert now["deployments"]["fhv-monthly"] != before["deployments"]["fhv-monthly"]
-    assert _worked(_deploy(env, "CRON=0 10 15 * *")) == set()
+    assert _worked(deploy(env, "CRON=0 10 15 * *")) == set()
 
     # TIMEZONE (both schedules use it).
-    out = _deploy(env, "CRON=0 10 15 * *", "TIMEZONE=Europe/Paris")
+    out = deploy(env, "CRON=0 10 15 * *", "TIMEZONE=Europe/Paris")
     assert _worked(out) == {"deploy"}, out
     deployments = _deployments(env)
     for name in ("fhv-monthly", "fhv-watch"):
@@ -107,7 +115,7 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
     settled = _state(env)
     folder = Path(env["PREFECT_HOME"]).parent / "elsewhere"
     knobs = ("CRON=0 10 15 * *", "TIMEZONE=Europe/Paris", f"STORAGE_URL={folder}")
-    out = _deploy(env, *knobs)
+    out = deploy(env, *knobs)
     assert _worked(out) == {"storage"}, out
     assert _block(env)["data"]["basepath"] == str(folder)
     assert folder.is_dir()
@@ -115,23 +123,23 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
 
     # WORK_POOL and WORK_QUEUE: a new pool and queue, the deployments moved to them.
     moved = {**env, "WORK_POOL": "other-pool", "WORK_QUEUE": "other-queue"}
-    out = _deploy(moved, *knobs)
+    out = deploy(moved, *knobs)
     assert _worked(out) == {"work-queue", "deploy"}, out
     for deployment in _deployments(env).values():
         assert (deployment["work_pool_name"], deployment["work_queue_name"]) == (
             "other-pool",
             "other-queue",
         )
-    assert _worked(_deploy(moved, *knobs)) == set()
+    assert _worked(deploy(moved, *knobs)) == set()
 
     # An automation deleted in the UI: deploy again, and it is back.
     name = "fhv-monthly: crash runs without heartbeat"
     gone = _automations(env)[name]["id"]
     assert requests.delete(f"{lab_api(env)}/automations/{gone}", timeout=10).status_code == 204
-    out = _deploy(moved, *knobs)
+    out = deploy(moved, *knobs)
     assert _worked(out) == {"deploy"}, out
     assert name in _automations(env)
-    assert _worked(_deploy(moved, *knobs)) == set()
+    assert _worked(deploy(moved, *knobs)) == set()
 
     # A deployment edited behind the lab's back (here: paused) is applied again.
     monthly = _deployments(env)["fhv-monthly"]
@@ -139,21 +147,51 @@ def test_nothing_to_do_then_each_knob_change_is_applied(prefect_lab):
         f"{lab_api(env)}/deployments/{monthly['id']}", json={"paused": True}, timeout=10
     )
     assert paused.status_code == 204
-    assert _worked(_deploy(moved, *knobs)) == {"deploy"}
+    assert _worked(deploy(moved, *knobs)) == {"deploy"}
     assert _deployments(env)["fhv-monthly"]["updated"] != monthly["updated"]
-    assert _worked(_deploy(moved, *knobs)) == set()
+    assert _worked(deploy(moved, *knobs)) == set()
 
     # A corrupt record, or one from another version of the lab: do the work.
     record = home / "lab-record.json"
     record.write_text("{not json")
-    out = _deploy(moved, *knobs)
+    out = deploy(moved, *knobs)
     assert _worked(out) == {"config", "storage", "work-queue", "deploy"}, out
     data = json.loads(record.read_text())
     data["lab"] = "0.0.0-other"
     record.write_text(json.dumps(data))
-    assert "deploy" in _worked(_deploy(moved, *knobs))
+    assert "deploy" in _worked(deploy(moved, *knobs))
     assert json.loads(record.read_text())["lab"] != "0.0.0-other"
     assert not list(home.glob(".lab-record.json.*"))  # no half-written record left
+
+    # prefect.yaml changed: the deployments are applied again, nothing before them.
+    settled = _state(env)
+    text = (copy / "prefect.yaml").read_text()
+    (copy / "prefect.yaml").write_text(text.replace("tags: [fhv-lab, watch]", "tags: [fhv-lab, w]"))
+    out = deploy(moved, *knobs)
+    assert _worked(out) == {"deploy"}, out
+    assert _deployments(env)["fhv-watch"]["tags"] == ["fhv-lab", "w"]
+    assert _state(env)["block"] == settled["block"]
+    assert _worked(deploy(moved, *knobs)) == set()
+
+    # A flow's code changed: deployed again.
+    flow = copy / "flows" / "watch.py"
+    flow.write_text(flow.read_text() + "\n# a change of the flow's code\n")
+    settled = _state(env)
+    out = deploy(moved, *knobs)
+    assert _worked(out) == {"deploy"}, out
+    assert _state(env)["deployments"] != settled["deployments"]
+    assert _worked(deploy(moved, *knobs)) == set()
+
+    # DATABASE_URL: from SQLite to PostgreSQL, the server moves and all is set up there.
+    on_sqlite = _deployments(env)["fhv-monthly"]["id"]
+    pg = {**moved, "DATABASE_URL": pg_database_url}
+    out = deploy(pg, *knobs)
+    assert "DATABASE_URL changed" in out
+    assert "postgresql+asyncpg://prefect:***@" in out
+    assert pg_database_url.split("@")[0].rsplit(":", 1)[1] not in out  # password masked
+    assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out
+    assert _deployments(env)["fhv-monthly"]["id"] != on_sqlite
+    assert _worked(deploy(pg, *knobs)) == set()
 
 
 def _kill_server(env) -> None:
@@ -161,13 +199,13 @@ def _kill_server(env) -> None:
     os.killpg(pid, signal.SIGKILL)
 
 
-def test_a_replaced_or_reset_server_is_set_up_again(prefect_lab):
+def test_a_replaced_server_is_set_up_again(prefect_lab):
     env = prefect_lab
     home = Path(env["PREFECT_HOME"])
     _deploy(env)
     old = _deployments(env)["fhv-monthly"]["id"]
 
-    # Replaced: the server is gone and a new one runs on an empty database.
+    # The server is gone and a new one runs on an empty database.
     _kill_server(env)
     (home / "prefect.db").unlink()
     out = _deploy(env)
@@ -178,84 +216,4 @@ def test_a_replaced_or_reset_server_is_set_up_again(prefect_lab):
     assert fresh["fhv-monthly"]["id"] != old
     assert len(_automations(env)) == 4
     assert _worked(_deploy(env)) == set()
-
-    # `make reset YES=1` (server stopped, database deleted): `make deploy` does it all again.
-    make_ok(run_make("reset", "YES=1", env=env, timeout=120))
-    out = _deploy(env)
-    assert _worked(out) == {"server", "config", "storage", "work-queue", "deploy"}, out
-    assert set(_deployments(env)) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
-    assert _worked(_deploy(env)) == set()
-
-
-def _linked_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A copy of the lab's source whose .venv is this checkout's (PYTHONPATH: its own src)."""
-    copy = copy_project(tmp_path / "copy")
-    (copy / ".venv").symlink_to(ROOT / ".venv")
-    return copy, {"PYTHONPATH": str(copy / "src")}
-
-
-def test_prefect_yaml_and_flow_code_changes_are_deployed(prefect_lab, tmp_path):
-    copy, extra = _linked_copy(tmp_path)
-    env = {**prefect_lab, **extra}
-
-    def deploy() -> str:
-        return make_ok(run_make("deploy", env=env, cwd=copy, timeout=400))
-
-    deploy()
-    assert _worked(deploy()) == set()
-    before = _state(env)
-
-    text = (copy / "prefect.yaml").read_text()
-    (copy / "prefect.yaml").write_text(text.replace("tags: [fhv-lab, watch]", "tags: [fhv-lab, w]"))
-    out = deploy()
-    assert _worked(out) == {"deploy"}, out
-    assert _deployments(env)["fhv-watch"]["tags"] == ["fhv-lab", "w"]
-    assert _state(env)["block"] == before["block"]
-    assert _worked(deploy()) == set()
-
-    flow = copy / "flows" / "watch.py"
-    flow.write_text(flow.read_text() + "\n# a change of the flow's code\n")
-    settled = _state(env)
-    out = deploy()
-    assert _worked(out) == {"deploy"}, out
-    assert _state(env)["deployments"] != settled["deployments"]
-    assert _worked(deploy()) == set()
-
-
-def test_up_twice_and_a_worker_moved_to_another_pool(prefect_lab):
-    env = prefect_lab
-    home = Path(env["PREFECT_HOME"])
-    try:
-        first = make_ok(run_make("up", env=env, timeout=400))
-        assert "worker: started" in first
-        pid = int((home / "worker.pid").read_text())
-        before = _state(env)
-        again = make_ok(run_make("up", env=env, timeout=400))
-        assert _worked(again) == set(), again
-        assert "worker: already running" in again
-        assert int((home / "worker.pid").read_text()) == pid
-        assert _state(env) == before
-
-        moved = {**env, "WORK_POOL": "up-pool"}
-        out = make_ok(run_make("up", env=moved, timeout=400))
-        assert _worked(out) == {"work-queue", "deploy", "worker"}, out
-        assert int((home / "worker.pid").read_text()) != pid
-        workers = api_post(env, "/work_pools/up-pool/workers/filter")
-        assert [w["status"] for w in workers] == ["ONLINE"]
-    finally:
-        run_make("down", env=env, timeout=120)
-
-
-def test_database_url_change_moves_the_server(prefect_lab, pg_database_url):
-    env = prefect_lab
-    _deploy(env)
-    on_sqlite = _deployments(env)["fhv-monthly"]["id"]
-    pg = {**env, "DATABASE_URL": pg_database_url}
-    out = _deploy(pg)
-    assert "DATABASE_URL changed" in out
-    assert "postgresql+asyncpg://prefect:***@" in out
-    assert pg_database_url.split("@")[0].rsplit(":", 1)[1] not in out  # password masked
-    assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out
-    on_pg = _deployments(env)["fhv-monthly"]["id"]
-    assert on_pg != on_sqlite
-    assert _worked(_deploy(pg)) == set()
+    # (`make reset YES=1`, then `make up` does it all again: test_up_down.py)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, copy_project, free_port, run_make
+from tests.conftest import ROOT, free_port, linked_copy, run_make
 
 pytestmark = pytest.mark.integration
 
@@ -172,8 +172,11 @@ def test_a_worker_in_another_checkout_runs_the_deployment(prefect_lab, tmp_path)
     assert deployment["pull_steps"] == [{"fhvlab.orchestration.checkout.enter_checkout": {}}]
     assert str(ROOT) not in json.dumps(deployment)  # nothing points at the deploying checkout
 
-    second = copy_project(tmp_path / "second")
+    # Another checkout: its own source and folders (the .venv is this one's, its Python
+    # imports the copy's code), nothing but API_URL to find the server.
+    second, own_code = linked_copy(tmp_path / "second")
     other = {
+        **own_code,
         "API_URL": api,  # the only thing the second checkout knows about the server
         "DATA_URL": env["DATA_URL"],
         "NO_PROXY": env["NO_PROXY"],
@@ -181,15 +184,13 @@ def test_a_worker_in_another_checkout_runs_the_deployment(prefect_lab, tmp_path)
         "ARTIFACTS_DIR": str(tmp_path / "second-artifacts"),
         "PREFECT_PORT": str(free_port()),  # nothing there: API_URL alone must be used
     }
-    # `make setup` in the copy; no bytecode precompiling, to keep the test short.
-    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
-    setup = run_make(
-        "setup", f"UV={uv}", "UV_COMPILE_BYTECODE=0", env=other, cwd=second, timeout=300
-    )
-    assert setup.returncode == 0, setup.stderr
+    with (second / "flows" / "train.py").open("a") as flow_code:  # says where it runs from
+        flow_code.write("\nimport fhvlab\nprint('flow code:', __file__, fhvlab.__file__)\n")
     for target in (("run", "DATE=2021-03-15"), ("worker", "ONCE=1")):
         done = run_make(*target, env=other, cwd=second, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
+    # The worker's flow run entered its own checkout (the pull step) and ran its code.
+    assert f"flow code: {second}/flows/train.py {second}/src/fhvlab/__init__.py" in done.stdout
 
     body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}
     [flow_run] = requests.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()

@@ -93,12 +93,15 @@ def _processes_with(marker: str) -> list[int]:
 def test_flow_script_without_an_api_url_leaves_no_process_behind(fhv_server, tmp_path):
     """`python flows/train.py` with no server: Prefect runs a temporary one, which must stop.
 
-    The script exits without the interpreter's teardown when a server is configured; with
-    none, that teardown is what stops Prefect's temporary server (and the fitting process
-    ends with its input).
+    The home holds a migrated database, as after a `make server` that was stopped since:
+    Prefect's temporary server runs on it (its new-database migrations are
+    tests/integration/test_dbseed.py's and the test harness's).
     """
+    from fhvlab.local import dbseed
+
     http = fhv_server
     home = tmp_path / "own-prefect-home"  # unique: marks this run's processes
+    assert dbseed.seed(home, {})
     env = clean_env(
         {
             "PREFECT_HOME": str(home),

@@ -46,6 +46,20 @@ def _lab_processes(kind: str, env) -> list[int]:
     return found
 
 
+def _worked(out: str) -> set[str]:
+    """The set-up steps that did work: those that printed the Prefect command they ran."""
+    return {line.split(":", 1)[0] for line in out.splitlines() if ": $ " in line}
+
+
+def _set_up(env) -> dict:
+    """What the set-up made, with the times the server last changed each object."""
+    return {
+        "deployments": {d["name"]: d["updated"] for d in api_post(env, "/deployments/filter")},
+        "automations": {a["id"]: a["updated"] for a in api_post(env, "/automations/filter")},
+        "pools": {p["name"]: p["id"] for p in api_post(env, "/work_pools/filter")},
+    }
+
+
 def _port_free(port: str) -> bool:
     import socket
 
@@ -129,6 +143,13 @@ def _check_up_run_alerts(env, home: Path, hook: Receiver) -> None:
     [worker_pid] = _lab_processes("worker", env)
     assert int((home / "server.pid").read_text()) == server_pid
     assert int((home / "worker.pid").read_text()) == worker_pid
+    # A third `make up`, alone: nothing to do, nothing on the server changes (issue 19).
+    before = _set_up(env)
+    again = make_ok(run_make("up", env=env, timeout=400))
+    assert _worked(again) == set(), again
+    assert "worker: already running" in again
+    assert _lab_processes("worker", env) == [worker_pid]
+    assert _set_up(env) == before
     automations = api_post(env, "/automations/filter")
     assert sorted(a["name"] for a in automations) == [
         "fhv-backfill: crash runs without heartbeat",
@@ -238,9 +259,23 @@ def _check_down_reset(env, home: Path) -> None:
     assert "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK" not in (home / "profiles.toml").read_text()
     assert (Path(env["ARTIFACTS_DIR"]) / "metrics-2021-08-15.json").exists()
 
-    make_ok(run_make("up", env=env, timeout=400))
+    # After a reset, `make up` does every step again.
+    out = make_ok(run_make("up", env=env, timeout=400))
+    assert _worked(out) == {"server", "config", "storage", "work-queue", "deploy", "worker"}, out
     runs = api_post(env, "/flow_runs/filter")
     assert [r for r in runs if r["parameters"]] == []  # only the cron's upcoming runs
+    assert len(api_post(env, "/automations/filter")) == 4
+
+    # Another WORK_POOL: the pool and the deployments move, the worker is restarted there.
+    [worker_pid] = _lab_processes("worker", env)
+    moved = {**env, "WORK_POOL": "up-pool"}
+    out = make_ok(run_make("up", env=moved, timeout=400))
+    assert _worked(out) == {"work-queue", "deploy", "worker"}, out
+    assert int((home / "worker.pid").read_text()) != worker_pid
+    assert not processes.pid_alive(worker_pid)
+    workers = api_post(env, "/work_pools/up-pool/workers/filter")
+    assert [w["status"] for w in workers] == ["ONLINE"]
+    assert {d["work_pool_name"] for d in api_post(env, "/deployments/filter")} == {"up-pool"}
 
 
 def test_doctor_warns_when_the_shell_prefect_is_not_the_labs(lab_env):
