@@ -95,6 +95,7 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/uv.lock $(if $(VENV_BROKEN),venv-broken
 	  echo "setup: syncing $(VENV) from uv.lock"; \
 	  cd $(ROOT) && $(UV) sync --locked --python "$$py" --quiet \
 	  || { echo "setup: could not install the locked packages (is the package registry reachable? see the lines above)" >&2; exit 1; }
+	@$(VPY) -m compileall -q $(ROOT)/src $(ROOT)/flows >/dev/null  # the lab's own code, like uv's for the packages
 	@touch $@
 
 .PHONY: venv-broken
