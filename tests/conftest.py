@@ -352,9 +352,7 @@ _SLOW_FIRST = (  # longest first (seconds in a `make test` of 2026-11-30, FHVLAB
     "test_backfill.py::test_backfill_runs_each_date",  # 75 s
     "test_train_flow.py::test_the_flow_in_process",  # 53 s
     "test_train.py::test_train_matches",  # 37 s
-    "test_past_one_machine.py::test_a_worker_in_another_checkout",  # ~30 s
     "test_train.py::",  # ~25 s
-    "test_noop_targets.py::",
     "test_python_choice.py::",
     "test_orchestration.py::test_with_an_auth_string",
     "test_up_down.py::",

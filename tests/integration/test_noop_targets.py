@@ -63,8 +63,8 @@ def _deploy(env, *knobs: str, cwd: Path | None = None) -> str:
 
 def test_nothing_to_do_then_each_change_is_applied(prefect_lab, pg_database_url, tmp_path):
     """One lab through every change, in a copy of the lab (its prefect.yaml and flow code
-    are edited too): knobs, objects changed on the server, bad records, the code, and
-    last the database."""
+    are edited too): knobs, objects changed on the server, bad records, the code, a
+    server replaced on a new database, and last DATABASE_URL."""
     copy, own_code = linked_copy(tmp_path / "copy")
     env = {**prefect_lab, **own_code}
     home = Path(env["PREFECT_HOME"])
@@ -182,6 +182,22 @@ def test_nothing_to_do_then_each_change_is_applied(prefect_lab, pg_database_url,
     assert _state(env)["deployments"] != settled["deployments"]
     assert _worked(deploy(moved, *knobs)) == set()
 
+    # The server is gone and a new one runs on an empty database: all set up again there
+    # (the profile is kept).
+    old = _deployments(env)["fhv-monthly"]["id"]
+    pid = int((home / "server.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    (home / "prefect.db").unlink()
+    out = deploy(moved, *knobs)
+    assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out
+    assert "server: started" in out
+    fresh = _deployments(env)
+    assert set(fresh) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
+    assert fresh["fhv-monthly"]["id"] != old
+    assert len(_automations(env)) == 4
+    assert _worked(deploy(moved, *knobs)) == set()
+    # (`make reset YES=1`, then `make up` does it all again: test_up_down.py)
+
     # DATABASE_URL: from SQLite to PostgreSQL, the server moves and all is set up there.
     on_sqlite = _deployments(env)["fhv-monthly"]["id"]
     pg = {**moved, "DATABASE_URL": pg_database_url}
@@ -192,28 +208,3 @@ def test_nothing_to_do_then_each_change_is_applied(prefect_lab, pg_database_url,
     assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out
     assert _deployments(env)["fhv-monthly"]["id"] != on_sqlite
     assert _worked(deploy(pg, *knobs)) == set()
-
-
-def _kill_server(env) -> None:
-    pid = int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
-    os.killpg(pid, signal.SIGKILL)
-
-
-def test_a_replaced_server_is_set_up_again(prefect_lab):
-    env = prefect_lab
-    home = Path(env["PREFECT_HOME"])
-    _deploy(env)
-    old = _deployments(env)["fhv-monthly"]["id"]
-
-    # The server is gone and a new one runs on an empty database.
-    _kill_server(env)
-    (home / "prefect.db").unlink()
-    out = _deploy(env)
-    assert _worked(out) == {"server", "storage", "work-queue", "deploy"}, out  # profile: kept
-    assert "server: started" in out
-    fresh = _deployments(env)
-    assert set(fresh) == {"fhv-monthly", "fhv-backfill", "fhv-watch"}
-    assert fresh["fhv-monthly"]["id"] != old
-    assert len(_automations(env)) == 4
-    assert _worked(_deploy(env)) == set()
-    # (`make reset YES=1`, then `make up` does it all again: test_up_down.py)

@@ -1,6 +1,6 @@
 """The module end to end on a real Prefect server on PostgreSQL: server, config, storage, work
-queue, deploy, run, worker, restart, stop (its SQLite walk: `make tour`, test_onboarding.py).
-Each test has its own Prefect home and port."""
+queue, deploy, run, worker, a worker in another checkout, restart, stop (its SQLite walk:
+`make tour`, test_onboarding.py). Each test has its own Prefect home and port."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import run_make, wait_for
+from tests.conftest import ROOT, free_port, linked_copy, run_make, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +72,47 @@ def database_env(postgres_cluster, pg_database_url) -> dict[str, str]:
         "PG_DIR": postgres_cluster["PG_DIR"],
         "PG_PORT": postgres_cluster["PG_PORT"],
     }
+
+
+def _a_worker_in_another_checkout_runs_it(env, deployment_id: str) -> None:
+    """A copy of the lab with folders of its own, which knows only API_URL, runs the
+    deployment made from this checkout: its worker's flow run enters that copy (the pull
+    step) and runs the copy's code."""
+    [deployment] = [d for d in _deployments(env) if d["id"] == deployment_id]
+    assert deployment["pull_steps"] == [{"fhvlab.orchestration.checkout.enter_checkout": {}}]
+    assert str(ROOT) not in json.dumps(deployment)  # nothing points at the deploying checkout
+    where = Path(env["PREFECT_HOME"]).parent / "another-checkout"
+    where.mkdir()
+    second, own_code = linked_copy(where / "lab")
+    other = {
+        **own_code,
+        "API_URL": _api(env),  # the only thing the second checkout knows about the server
+        "DATA_URL": env["DATA_URL"],
+        "NO_PROXY": env["NO_PROXY"],
+        "DATA_DIR": str(where / "data"),
+        "ARTIFACTS_DIR": str(where / "artifacts"),
+        "PREFECT_PORT": str(free_port()),  # nothing there: API_URL alone must be used
+    }
+    with (second / "flows" / "train.py").open("a") as flow_code:  # says where it runs from
+        flow_code.write("\nimport fhvlab\nprint('flow code:', __file__, fhvlab.__file__)\n")
+    _ok(run_make("run", "DATE=2021-03-15", env=other, cwd=second))
+    done = _ok(run_make("worker", "ONCE=1", env=other, cwd=second, timeout=300))
+    assert f"flow code: {second}/flows/train.py {second}/src/fhvlab/__init__.py" in done
+    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}
+    [flow_run] = [
+        r
+        for r in _post(env, "/flow_runs/filter", body)
+        if r["parameters"] == {"date": "2021-03-15"}
+    ]
+    assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
+    metrics = json.loads((where / "artifacts" / "metrics-2021-03-15.json").read_text())
+    assert metrics["val_month"] == "2021-02"
+    assert sorted(p.name for p in (where / "data").iterdir()) == [
+        "fhv_tripdata_2021-01.parquet",
+        "fhv_tripdata_2021-02.parquet",
+    ]
+    assert not (Path(env["ARTIFACTS_DIR"]) / "metrics-2021-03-15.json").exists()  # ours: untouched
+    assert not (second / "env" / "prefect" / "prefect.db").exists()  # no server of its own
 
 
 def _pg_password(env) -> str:
@@ -169,6 +210,8 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
         env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["duration-model-2021-08-15"]}}}
     )
     assert "validation RMSE" in md[0]["data"]
+
+    _a_worker_in_another_checkout_runs_it(env, deployment["id"])
 
     # The server dies hard; a restart finds everything where it was.
     pid = int((home / "server.pid").read_text())

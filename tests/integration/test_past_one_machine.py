@@ -1,13 +1,12 @@
-"""Past one machine: the lab's PostgreSQL, bad database input, a worker in another checkout.
+"""Past one machine: the lab's PostgreSQL and bad database input.
 
-The module on PostgreSQL end to end (and PostgreSQL restarted under a running server) is the
-PostgreSQL leg of tests/integration/test_orchestration.py.
+The module on PostgreSQL end to end (a worker in another checkout, PostgreSQL restarted
+under a running server) is the PostgreSQL leg of tests/integration/test_orchestration.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import socket
 import stat
@@ -15,9 +14,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import ROOT, free_port, linked_copy, run_make
+from tests.conftest import free_port, run_make
 
 pytestmark = pytest.mark.integration
 
@@ -157,50 +155,3 @@ def test_role_that_cannot_create_pg_trgm(prefect_lab, postgres_cluster):
         _nothing_started(prefect_lab)
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-
-# ---- a worker in another checkout ----------------------------------------------------------
-
-
-def test_a_worker_in_another_checkout_runs_the_deployment(prefect_lab, tmp_path):
-    """Deployed from this checkout; run by a copy with its own folders, through API_URL only."""
-    env = prefect_lab
-    api = f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
-    made = run_make("deploy", env=env)
-    assert made.returncode == 0, made.stderr
-    deployment = requests.get(f"{api}/deployments/name/{FLOW}/fhv-monthly", timeout=10).json()
-    assert deployment["pull_steps"] == [{"fhvlab.orchestration.checkout.enter_checkout": {}}]
-    assert str(ROOT) not in json.dumps(deployment)  # nothing points at the deploying checkout
-
-    # Another checkout: its own source and folders (the .venv is this one's, its Python
-    # imports the copy's code), nothing but API_URL to find the server.
-    second, own_code = linked_copy(tmp_path / "second")
-    other = {
-        **own_code,
-        "API_URL": api,  # the only thing the second checkout knows about the server
-        "DATA_URL": env["DATA_URL"],
-        "NO_PROXY": env["NO_PROXY"],
-        "DATA_DIR": str(tmp_path / "second-data"),
-        "ARTIFACTS_DIR": str(tmp_path / "second-artifacts"),
-        "PREFECT_PORT": str(free_port()),  # nothing there: API_URL alone must be used
-    }
-    with (second / "flows" / "train.py").open("a") as flow_code:  # says where it runs from
-        flow_code.write("\nimport fhvlab\nprint('flow code:', __file__, fhvlab.__file__)\n")
-    for target in (("run", "DATE=2021-03-15"), ("worker", "ONCE=1")):
-        done = run_make(*target, env=other, cwd=second, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-    # The worker's flow run entered its own checkout (the pull step) and ran its code.
-    assert f"flow code: {second}/flows/train.py {second}/src/fhvlab/__init__.py" in done.stdout
-
-    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}
-    [flow_run] = requests.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
-    assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
-    assert flow_run["parameters"] == {"date": "2021-03-15"}
-    metrics = json.loads((tmp_path / "second-artifacts" / "metrics-2021-03-15.json").read_text())
-    assert metrics["val_month"] == "2021-02"
-    assert sorted(p.name for p in (tmp_path / "second-data").iterdir()) == [
-        "fhv_tripdata_2021-01.parquet",
-        "fhv_tripdata_2021-02.parquet",
-    ]
-    assert not Path(env["ARTIFACTS_DIR"]).exists()  # the deploying checkout's folders: untouched
-    assert not (second / "env" / "prefect" / "prefect.db").exists()  # no server of its own

@@ -1,16 +1,16 @@
 """Runs started by events, on a real Prefect server with a real worker; data from 127.0.0.1.
 
 One server for every step (it is the slow part), small generated months:
-1. 2021-06 and 2021-07 fetched (`make data`) and served: a watch run announces nothing.
+1. 2021-06 and 2021-07 fetched (`make data`) and served, 2021-08 answers 200 with an HTML
+   page: a watch run announces nothing (one warning line) and creates no run.
 2. 2021-08 served: announced once; the deployment trigger creates one training run for
    2021-09-15 within 60 s, which COMPLETES with the plain pipeline's validation RMSE. The
    seconds watch start -> COMPLETED and event -> run created are printed.
-3. 2021-09 answers 200 with an HTML page: a third run announces nothing (one warning line)
-   and creates no run.
-4. 2021-09 published, worker down, two watch runs at once: announced once; the training run
+3. 2021-09 published, worker down, two watch runs at once: announced once; the training run
    for 2021-10-15 waits as a SCHEDULED run and completes when a worker comes back. An
    announcement marked trained (`fhv.trained=true`, posted by the test) starts no run.
-5. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it,
+   (A month not out yet, HTTP 404: 2021-10, in `make events`.)
+4. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it,
    and `make alerts` posts it once.
 """
 
@@ -159,11 +159,18 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         make_ok(run_make("data", "MONTHS=2021-06 2021-07", "deploy", env=env, timeout=300))
         worker = _start_worker(env, worker_log)
 
-        # 1. Nothing after 2021-07 is out.
+        # 1. Nothing after 2021-07 is out: 2021-08 answers 200 with an HTML page. Nothing
+        # announced, no run, one warning line.
+        fhv_server.routes["/trip-data/fhv_tripdata_2021-08.parquet"] = Route(
+            body=b"<html><body>Please wait</body></html>" * 100, content_type="text/html"
+        )
         first = make_ok(run_make("watch", "WATCH=1", env=env, timeout=180))
-        assert "watch: 2021-08: not published yet (HTTP 404)" in first
+        assert "watch: 2021-08: not announced (answers 200 with an HTML page (text/html))" in first
         assert "watch: nothing new announced" in first
         assert _events(env) == []
+        warnings = [x for x in worker_log.read_text().splitlines() if "2021-08 not announced" in x]
+        assert len(warnings) == 1, warnings
+        assert "WARNING" in warnings[0]
 
         # 2. 2021-08 is published: announced once; the trigger trains 2021-09-15.
         size = months["2021-08"].stat().st_size
@@ -204,21 +211,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
             flush=True,
         )
 
-        # 3. 2021-09 answers 200 with an HTML page: nothing announced, no run, one warning.
-        fhv_server.routes["/trip-data/fhv_tripdata_2021-09.parquet"] = Route(
-            body=b"<html><body>Please wait</body></html>" * 100, content_type="text/html"
-        )
-        third = make_ok(run_make("watch", "WATCH=1", env=env, timeout=180))
-        assert "watch: 2021-09: not announced (answers 200 with an HTML page (text/html))" in third
-        assert "watch: nothing new announced" in third
-        assert len(_events(env)) == 1
-        assert len(_training_runs(env, "2021-09-15")) == 1
-        assert _training_runs(env, "2021-10-15") == []
-        warnings = [x for x in worker_log.read_text().splitlines() if "2021-09 not announced" in x]
-        assert len(warnings) == 1, warnings
-        assert "WARNING" in warnings[0]
-
-        # 4. 2021-09 is published while the worker is down, and two watch runs start at once.
+        # 3. 2021-09 is published while the worker is down, and two watch runs start at once.
         # The test holds the watch's concurrency slot until both are RUNNING (so they surely
         # overlap): 2021-09 is announced once. Its training run waits, SCHEDULED, and
         # completes when a worker is back.
@@ -271,7 +264,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         )
         assert len(_training_runs(env, "2021-10-15")) == 1
 
-        # 5. DATA_URL unreachable: the watch run fails; one line names the URL; `make alerts`
+        # 4. DATA_URL unreachable: the watch run fails; one line names the URL; `make alerts`
         # posts it once.
         fhv_server.httpd.shutdown()
         fhv_server.httpd.server_close()
@@ -295,7 +288,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert _training_runs(env, "2021-08-15") == []
         [line] = [x for x in events_out.splitlines() if "fhv.month.2021-08" in x]
         assert f"-> run {trained['name']!r} COMPLETED" in line
-        assert "fhv.watch.checked fhv.watch 2021-08: not published yet (HTTP 404)" in events_out
+        assert "fhv.watch.checked fhv.watch 2021-10: not published yet (HTTP 404)" in events_out
         assert f"events: UI http://127.0.0.1:{env['PREFECT_PORT']}/events" in events_out
     finally:
         stop_group(worker)
