@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +18,6 @@ from fhvlab.cli import common
 from fhvlab.data.months import parse_month
 from fhvlab.errors import LabError
 from fhvlab.local import server
-
-CREATED_WITHIN = 60.0  # seconds an announced month's training run may take to appear
 
 
 def _when(text: str) -> datetime:
@@ -108,37 +105,22 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
             return 0
         for event in events:
             print(f"watch: announced {_line(event)}")
-        _follow_training(http, events, args.watch_timeout, ui, print)
+    _follow_training(events, args.watch_timeout, ui)
     return 0
 
 
-def _follow_training(
-    http: Any, events: list[dict[str, Any]], timeout: float, ui: str, say: Callable[[str], Any]
-) -> None:
-    """Wait (bounded) for the training run each event caused, and print its outcome."""
+def _follow_training(events: list[dict[str, Any]], timeout: float, ui: str) -> None:
+    """Print the training run each announcement started, and its outcome."""
     from fhvlab.orchestration import watch_runs
 
-    wanted = {
-        e["payload"]["training_date"]: _when(e["occurred"])
-        for e in events
-        if e["resource"].get("fhv.trained") != "true"
-    }
-    deadline = time.monotonic() + timeout
-    created_deadline = time.monotonic() + CREATED_WITHIN
     bad = []
-    for day, occurred in sorted(wanted.items()):
-        while not (runs := watch_runs.training_runs([day], occurred)):
-            if time.monotonic() > created_deadline:
-                raise LabError(
-                    f"no training run for {day} within {CREATED_WITHIN:.0f} s of its event: "
-                    "is the trigger there? (make deploy; UI: Automations)"
-                )
-            time.sleep(1.0)
-        run = runs[0]
-        say(f"watch: training run {run.name!r} for {day} created by the automation; waiting")
-        done = _wait_final(http, run.id, max(1.0, deadline - time.monotonic()))
-        state = done.state_type.value if done is not None else "not final yet"
-        say(f"watch: training run {run.name!r} for {day}: {state}; UI {ui}/runs/flow-run/{run.id}")
+    for day, run, state in watch_runs.follow_training(events, timeout):
+        if state is None:
+            print(f"watch: training run {run.name!r} for {day} created by the automation; waiting")
+            continue
+        print(
+            f"watch: training run {run.name!r} for {day}: {state}; UI {ui}/runs/flow-run/{run.id}"
+        )
         if state != "COMPLETED":
             bad.append(day)
     if bad:

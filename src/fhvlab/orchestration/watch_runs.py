@@ -7,7 +7,7 @@ Prefect's client (`fhvlab.orchestration.api`), Variables and events.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -167,3 +167,41 @@ def training_runs_by_automation() -> list[FlowRun]:
         for r in _training_flow_runs()
         if r.created_by is not None and str(r.created_by.type).upper().endswith("AUTOMATION")
     ]
+
+
+CREATED_WITHIN = 60.0  # seconds an announced month's training run may take to appear
+
+
+def follow_training(
+    events: list[dict[str, Any]], timeout: float
+) -> Iterator[tuple[str, FlowRun, str | None]]:
+    """The training runs that announcements started, for `make watch WATCH=1`.
+
+    For each event not marked trained, in date order: (date, run, None) once the trigger's
+    run for its date exists, then (date, run, final state type, or "not final yet" when
+    `timeout` seconds are over). No run within CREATED_WITHIN seconds: a WatchError.
+    """
+    wanted = {
+        e["payload"]["training_date"]: datetime.fromisoformat(e["occurred"].replace("Z", "+00:00"))
+        for e in events
+        if e["resource"].get("fhv.trained") != "true"
+    }
+    deadline = time.monotonic() + timeout
+    created_deadline = time.monotonic() + CREATED_WITHIN
+    for day, occurred in sorted(wanted.items()):
+        while not (runs := training_runs([day], occurred)):
+            if time.monotonic() > created_deadline:
+                raise w.WatchError(
+                    f"no training run for {day} within {CREATED_WITHIN:.0f} s of its event: "
+                    "is the trigger there? (make deploy; UI: Automations)"
+                )
+            time.sleep(1.0)
+        run = runs[0]
+        yield day, run, None
+        final = api.wait_for_runs([run.id], max(1.0, deadline - time.monotonic()))
+        if not final:
+            yield day, run, "not final yet"
+            continue
+        with api.client() as http:
+            done = http.read_flow_run(run.id)
+        yield day, run, done.state_type.value if done.state_type else "UNKNOWN"
