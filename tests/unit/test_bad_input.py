@@ -13,14 +13,9 @@ from tests.conftest import one_error
 
 
 @pytest.fixture
-def knobs(tmp_path: Path) -> dict[str, str]:
+def knobs(lab_env: dict[str, str]) -> dict[str, str]:
     """Every lab folder in tmp_path (none exists yet) and a DATA_URL nothing answers."""
-    return {
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "DATA_DIR": str(tmp_path / "data"),
-        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        "DATA_URL": "http://127.0.0.1:9/trip-data",  # a request would fail otherwise
-    }
+    return {**lab_env, "DATA_URL": "http://127.0.0.1:9/trip-data"}  # a request would fail
 
 
 def _nothing_created(knobs: dict[str, str]) -> None:

@@ -30,14 +30,6 @@ def _ui(api_url: str) -> str:
     )
 
 
-def _wait_final(http: Any, run_id: Any, timeout: float) -> Any:
-    """The flow run once its state is final (Prefect's `wait_for_flow_run`), or None after
-    `timeout` seconds."""
-    from fhvlab.orchestration.api import wait_for_runs
-
-    return http.read_flow_run(run_id) if wait_for_runs([run_id], timeout) else None
-
-
 def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
     """The events named `name` a flow run emitted, oldest first."""
     from fhvlab.orchestration import watch_runs
@@ -66,45 +58,38 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     if args.check:
         return 0
     server.require_api(api_url)
-    from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
-
-    from fhvlab.orchestration import api, watch_runs
-    from fhvlab.orchestration.api import workers_online
+    from fhvlab.orchestration import api, deployments, watch_runs
 
     parameters: dict[str, Any] = {"ahead": ahead, "watch_from": args.watch_from or None}
     name = f"{watch_runs.WATCH_FLOW}/{watch_runs.WATCH_DEPLOYMENT}"
-    try:
-        run = run_deployment(name, parameters=parameters, timeout=0)
-    except ObjectNotFound:
-        raise LabError(f"no deployment {name}: run `make deploy` first") from None
+    run = deployments.run_now(name, parameters)
     ui = _ui(api_url)
     print(f"watch: flow run {run.name!r} of {name}; UI {ui}/runs/flow-run/{run.id}", flush=True)
     if not args.watch:
         print("watch: a worker runs it (make worker, make up); WATCH=1 waits for what it announces")
         return 0
     with api.client() as http:
-        if not workers_online(http, settings.current().work_pool):
+        if not api.workers_online(http, settings.current().work_pool):
             print("watch: no worker polls the pool yet: start one with `make worker`; waiting")
-        done = _wait_final(http, run.id, args.watch_timeout)
-        if done is None:
-            raise LabError(f"watch run {run.name!r} not final after {args.watch_timeout:.0f} s")
-        if done.state_type.value != "COMPLETED":
-            message = (done.state.message if done.state else "") or ""
-            raise LabError(f"watch run {run.name!r} {done.state_type.value}: {message}")
-        events = _published_by(run.id)
+    done = api.final_run(run.id, args.watch_timeout)
+    if done is None:
+        raise LabError(f"watch run {run.name!r} not final after {args.watch_timeout:.0f} s")
+    if done.state_type.value != "COMPLETED":
+        message = (done.state.message if done.state else "") or ""
+        raise LabError(f"watch run {run.name!r} {done.state_type.value}: {message}")
+    events = _published_by(run.id)
+    checked = _published_by(run.id, w.CHECKED_EVENT)
+    stored_by = time.monotonic() + 15  # the server stores events in batches (~seconds)
+    while not checked and time.monotonic() < stored_by:
+        time.sleep(1.0)
         checked = _published_by(run.id, w.CHECKED_EVENT)
-        stored_by = time.monotonic() + 15  # the server stores events in batches (~seconds)
-        while not checked and time.monotonic() < stored_by:
-            time.sleep(1.0)
-            checked = _published_by(run.id, w.CHECKED_EVENT)
-        if checked:
-            print(f"watch: {w.checked_line(checked[-1].get('payload') or {})}")
-        if not events:
-            print("watch: nothing new announced")
-            return 0
-        for event in events:
-            print(f"watch: announced {_line(event)}")
+    if checked:
+        print(f"watch: {w.checked_line(checked[-1].get('payload') or {})}")
+    if not events:
+        print("watch: nothing new announced")
+        return 0
+    for event in events:
+        print(f"watch: announced {_line(event)}")
     _follow_training(events, args.watch_timeout, ui)
     return 0
 

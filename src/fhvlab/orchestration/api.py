@@ -89,6 +89,14 @@ def wait_for_runs(run_ids: Sequence[UUID], timeout: float) -> bool:
             time.sleep(2)
 
 
+def final_run(run_id: UUID, timeout: float) -> FlowRun | None:
+    """The flow run once it is final (`wait_for_runs`), or None after `timeout` seconds."""
+    if not wait_for_runs([run_id], timeout):
+        return None
+    with client() as http:
+        return http.read_flow_run(run_id)
+
+
 def read_events(
     since: datetime,
     prefix: str,

@@ -208,8 +208,7 @@ def wait(flow_run_id: Any, timeout: float) -> str:
     """Wait for the flow run's end (Prefect's wait_for_flow_run); its final state's name."""
     from fhvlab.orchestration import api
 
-    if not api.wait_for_runs([flow_run_id], timeout):
+    done = api.final_run(flow_run_id, timeout)
+    if done is None:
         raise LabError(f"flow run {flow_run_id} did not end within {timeout:.0f} s")
-    with api.client() as http:
-        state = http.read_flow_run(flow_run_id).state
-    return state.name if state else "unknown"
+    return done.state.name if done.state else "unknown"

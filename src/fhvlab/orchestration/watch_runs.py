@@ -182,7 +182,7 @@ def follow_training(
     `timeout` seconds are over). No run within CREATED_WITHIN seconds: a WatchError.
     """
     wanted = {
-        e["payload"]["training_date"]: datetime.fromisoformat(e["occurred"].replace("Z", "+00:00"))
+        e["payload"]["training_date"]: datetime.fromisoformat(e["occurred"])
         for e in events
         if e["resource"].get("fhv.trained") != "true"
     }
@@ -198,10 +198,5 @@ def follow_training(
             time.sleep(1.0)
         run = runs[0]
         yield day, run, None
-        final = api.wait_for_runs([run.id], max(1.0, deadline - time.monotonic()))
-        if not final:
-            yield day, run, "not final yet"
-            continue
-        with api.client() as http:
-            done = http.read_flow_run(run.id)
-        yield day, run, done.state_type.value if done.state_type else "UNKNOWN"
+        done = api.final_run(run.id, max(1.0, deadline - time.monotonic()))
+        yield day, run, done.state_type.value if done is not None else "not final yet"
