@@ -200,8 +200,8 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT) -> None:
     data = key.encode()
 
     def work() -> None:
-        if scheme(url) in PACKAGES and not block.filesystem.exists(bucket_of(url)):
-            raise FileNotFoundError(f"NoSuchBucket {bucket_of(url)}")  # write_path would create it
+        if scheme(url) in PACKAGES:  # FileNotFoundError if missing (write_path would create it)
+            block.filesystem.info(bucket_of(url))
         block.write_path(key, data)
         if block.read_path(key) != data:
             raise OSError("the object read back differs from the one written")

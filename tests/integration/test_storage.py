@@ -1,0 +1,198 @@
+"""Result storage past one machine (issue #25): `make storage` and `make train` against real
+storage servers on 127.0.0.1: moto's S3 server, the GCS emulator, Azurite.
+
+One walk per scheme, each on one storage server and one Prefect server: the storage saved
+and made the server's default, a training run whose results land in the bucket, bad input
+(one line, exit 1, the previous block kept, no secret shown), and, for S3, a second checkout
+(another machine: its own PREFECT_HOME and DATA_DIR) whose run finds the fit in the shared
+storage without a `make storage` of its own, then the storage gone before a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import (
+    ROOT,
+    free_port,
+    lab_api,
+    linked_copy,
+    make_ok,
+    run_make,
+    stop_group,
+    task_states,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+SECRET = "fhvlab-test-secret-7Qx2"  # never in any output, profile or record
+DATE = "2021-08-15"
+RUN_URL = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[
+    subprocess.Popen
+]:  # fmt: skip
+    """A storage server on 127.0.0.1:`port`, up once its port accepts; stopped at exit."""
+    import socket
+
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )  # fmt: skip
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    try:
+        wait_for(up, 60, f"{cmd[0]} on port {port}")
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def no_secret(*texts: str) -> None:
+    """The test's secret appears in none of `texts`."""
+    for text in texts:
+        assert SECRET not in text
+
+
+def default_block(env: dict[str, str]) -> str | None:
+    """The server's default result storage block id (`prefect result-storage inspect`)."""
+    found = requests.get(f"{lab_api(env)}/admin/storage", timeout=10).json()
+    return found.get("default_result_storage_block_id")
+
+
+def bad_storage(env: dict[str, str], url: str, *needles: str, **extra: str) -> str:
+    """`make storage STORAGE_URL=url` fails in one line naming it; the block stays."""
+    before = default_block(env)
+    profile = (Path(env["PREFECT_HOME"]) / "profiles.toml").read_text()
+    result = run_make("storage", f"STORAGE_URL={url}", env={**env, **extra}, timeout=120)
+    assert result.returncode != 0, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"storage {url}:" in errors[0], errors[0]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    no_secret(result.stdout, result.stderr)
+    assert default_block(env) == before
+    assert (Path(env["PREFECT_HOME"]) / "profiles.toml").read_text() == profile
+    return errors[0]
+
+
+def train(env: dict[str, str], cwd: Path | None = None) -> tuple[str, str]:
+    """`make train DATE=...`: (flow run id, all it printed); asserted to succeed."""
+    result = run_make("train", f"DATE={DATE}", env=env, cwd=cwd, timeout=300)
+    out = make_ok(result) + result.stderr
+    no_secret(out)
+    [run_id] = set(RUN_URL.findall(out))
+    return run_id, out
+
+
+def walk(env: dict[str, str], url: str, keys: list[str]) -> str:
+    """make storage (twice: the second a no-op), make train; `keys()` lists the bucket's
+    objects after it. The flow run's id."""
+    first = run_make("storage", env=env, timeout=180)
+    out = make_ok(first)
+    assert f"storage: block remote-file-system/fhvlab-results -> {url}" in out
+    assert "prefect result-storage set remote-file-system/fhvlab-results" in out
+    no_secret(out, first.stderr)
+    again = make_ok(run_make("storage", env=env, timeout=60))
+    assert "already saved and the server's default" in again
+    run_id, _ = train(env)
+    assert any(k.startswith("results/fhv-fit-") for k in keys()), keys()
+    home = Path(env["PREFECT_HOME"])
+    no_secret((home / "profiles.toml").read_text(), (home / "lab-record.json").read_text())
+    return run_id
+
+
+# ---- S3 (moto) ---------------------------------------------------------------------------
+
+
+def test_s3_shared_by_two_checkouts(prefect_lab, tmp_path):
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    aws = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "fhvlab-test-key",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    url = "s3://fhv-bucket/results"
+    env = {**prefect_lab, **aws, "STORAGE_URL": url}
+    moto = [str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with serving(moto, port, tmp_path / "moto.log") as server:
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="k", aws_secret_access_key="s",
+        )  # fmt: skip
+        s3.create_bucket(Bucket="fhv-bucket")
+
+        def keys() -> list[str]:
+            listed = s3.list_objects_v2(Bucket="fhv-bucket").get("Contents") or []
+            return [o["Key"] for o in listed]
+
+        walk(env, url, keys)
+        assert not [k for k in keys() if ".fhvlab-probe-" in k]  # the probe cleaned up
+
+        # Bad input: one line each, exit 1, the block and profile as they were.
+        bad_storage(env, "s3://no-such-bucket/results", "bucket 'no-such-bucket' does not exist")
+        assert "no-such-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        closed = f"http://127.0.0.1:{free_port()}"
+        bad_storage(env, url, f"cannot connect at {closed}", AWS_ENDPOINT_URL=closed)
+        bad_storage(env, "oss://fhv-bucket/results", "needs the Python package ossfs")
+
+        # Another machine: its own checkout, home and data; the server's API URL and the
+        # storage's credentials only. No `make storage`: the server's default is used.
+        other_root, own_code = linked_copy(tmp_path / "other")
+        other = {
+            **own_code,
+            **aws,
+            "API_URL": lab_api(env),
+            "DATA_URL": env["DATA_URL"],
+            "NO_PROXY": env["NO_PROXY"],
+            "PREFECT_HOME": str(tmp_path / "other-home"),
+            "DATA_DIR": str(tmp_path / "other-data"),
+            "ARTIFACTS_DIR": str(tmp_path / "other-artifacts"),
+            "PREFECT_PORT": str(free_port()),
+        }
+        run_id, _ = train(other, cwd=other_root)
+        states = task_states(lab_api(env), run_id, 6)
+        assert states["fit_and_score"] == ["Cached"], states
+        assert not (tmp_path / "other-home" / "storage").exists()  # nothing persisted locally
+
+        stop_group(server)  # the storage goes away: the next run does not start
+        started = time.monotonic()
+        result = run_make("train", f"DATE={DATE}", env=env, timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: storage {url}: cannot connect at {endpoint}: is the storage server up, and "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (AWS_ENDPOINT_URL: an S3-compatible server) "
+        "right?"
+    ], result.stderr
+    assert "Beginning flow run" not in result.stdout + result.stderr
+    assert time.monotonic() - started < 60
+    no_secret(result.stdout, result.stderr)
+    assert json.loads((Path(env["PREFECT_HOME"]) / "lab-record.json").read_text())
+    shutil.rmtree(tmp_path / "other", ignore_errors=True)
