@@ -43,7 +43,7 @@ RUN_URL = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 
 
 @contextlib.contextmanager
-def serving(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[
+def serving(cmd: list[str], port: int, log: Path, cwd: Path | None = None) -> Iterator[
     subprocess.Popen
 ]:  # fmt: skip
     """A storage server on 127.0.0.1:`port`, up once its port accepts; stopped at exit."""
@@ -52,7 +52,7 @@ def serving(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = N
     with log.open("w") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            cwd=cwd, start_new_session=True,
         )  # fmt: skip
 
     def up() -> bool:
@@ -69,9 +69,10 @@ def serving(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = N
 
 
 def no_secret(*texts: str) -> None:
-    """The test's secret appears in none of `texts`."""
+    """The tests' secrets appear in none of `texts`."""
     for text in texts:
         assert SECRET not in text
+        assert AZURITE_KEY not in text
 
 
 def default_block(env: dict[str, str]) -> str | None:
@@ -194,5 +195,77 @@ def test_s3_shared_by_two_checkouts(prefect_lab, tmp_path):
     assert "Beginning flow run" not in result.stdout + result.stderr
     assert time.monotonic() - started < 60
     no_secret(result.stdout, result.stderr)
+    doctor = run_make("doctor", env=env, timeout=120)
+    [line] = [x for x in doctor.stdout.splitlines() if " storage " in x]
+    assert line.startswith("[FAIL] storage       storage s3://fhv-bucket/results: cannot connect")
+    assert line.endswith("->  make storage")
+    no_secret(doctor.stdout, doctor.stderr)
     assert json.loads((Path(env["PREFECT_HOME"]) / "lab-record.json").read_text())
     shutil.rmtree(tmp_path / "other", ignore_errors=True)
+
+
+# ---- GCS (gcp-storage-emulator) and Azure Blob (Azurite), on one Prefect server -------------
+AZURITE = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_KEY = (  # Azurite's well-known development account key (public; treated as a secret)
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azure_connection(port: int, key: str = AZURITE_KEY) -> str:
+    """The connection string of Azurite's development account on 127.0.0.1:`port`."""
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={key};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+
+
+def test_gcs_then_azure(prefect_lab, tmp_path):
+    gcs_port = free_port()
+    emulator = [
+        str(ROOT / ".venv" / "bin" / "gcp-storage-emulator"), "start", "-H", "127.0.0.1",
+        "--port", str(gcs_port), "--default-bucket", "fhv-gcs", "-q", "-M",
+    ]  # fmt: skip
+    gcs_env = {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs_port}"}
+    env = {**prefect_lab, **gcs_env, "STORAGE_URL": "gs://fhv-gcs/results"}
+    with serving(emulator, gcs_port, tmp_path / "gcs.log", cwd=tmp_path):
+        os.environ.update(gcs_env)  # gcsfs reads the emulator's address from the environment
+        os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # as the Makefile sets it
+        import gcsfs
+
+        try:
+            fs = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True)
+            walk(
+                env,
+                "gs://fhv-gcs/results",
+                lambda: [p.split("/", 1)[1] for p in fs.find("fhv-gcs")],
+            )
+        finally:
+            os.environ.pop("STORAGE_EMULATOR_HOST")
+        bad_storage(env, "gs://no-such-bucket/results", "bucket 'no-such-bucket' does not exist")
+        doctor = run_make("doctor", env=env, timeout=120).stdout  # other steps are not done
+        assert "[ok]   storage       gs://fhv-gcs/results answers" in doctor, doctor
+
+    if not AZURITE.exists():
+        if os.environ.get("FHVLAB_REQUIRE_AZURITE") == "1":
+            pytest.fail(f"FHVLAB_REQUIRE_AZURITE=1 but {AZURITE} is missing (make azurite)")
+        pytest.skip(f"GCS leg passed; Azure leg skipped: {AZURITE} missing (make azurite)")
+    az_port = free_port()
+    azurite = [
+        str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(az_port),
+        "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose",
+    ]  # fmt: skip
+    az = {"AZURE_STORAGE_CONNECTION_STRING": azure_connection(az_port)}
+    env = {**prefect_lab, **az, "STORAGE_URL": "az://fhv-container/results"}
+    with serving(azurite, az_port, tmp_path / "azurite.log", cwd=tmp_path):
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(az["AZURE_STORAGE_CONNECTION_STRING"])
+        container = service.create_container("fhv-container")
+        walk(env, "az://fhv-container/results", lambda: list(container.list_blob_names()))
+        bad_storage(env, "az://no-such-container/results", "container 'no-such-container'")
+        wrong = {"AZURE_STORAGE_CONNECTION_STRING": azure_connection(az_port, "d3Jvbmc=" * 11)}
+        line = bad_storage(env, "az://fhv-container/results", "access denied", **wrong)
+        assert "d3Jvbmc" not in line
+    home = Path(env["PREFECT_HOME"])
+    for text in ((home / "profiles.toml").read_text(), (home / "lab-record.json").read_text()):
+        assert AZURITE_KEY not in text

@@ -37,7 +37,8 @@ CREDENTIALS = {
 }
 ENDPOINTS = {"s3fs": "AWS_ENDPOINT_URL", "gcsfs": "STORAGE_EMULATOR_HOST"}
 SECRETS, STORAGE_ENV = knobs.STORAGE_SECRETS, knobs.STORAGE_ENV
-PROBE_TIMEOUT = 30.0  # seconds for the write, read and delete together
+PROBE_TIMEOUT = 20.0  # seconds for the write, read and delete together
+SDK_LOGGERS = ("s3fs", "gcsfs", "adlfs", "azure", "aiobotocore", "botocore", "google")
 PROBE_SETTINGS: dict[str, dict[str, Any]] = {  # the probe's: no retry, a short connect timeout
     s: {"config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 1}}}
     for s in ("s3", "s3a")
@@ -46,7 +47,7 @@ _INSTALL = re.compile(r"[Ii]nstall (?:with )?(?:pip install )?['`\"]?([\w.-]+)")
 _MISSING = re.compile(r"(?i)NoSuchBucket|ContainerNotFound|bucket does not exist|404|FileNotFound")
 _DENIED = re.compile(
     r"(?i)denied|forbidden|403|401|InvalidAccessKeyId|SignatureDoesNotMatch|"
-    r"AuthenticationFailed|credential|unauthori[sz]ed|invalid_grant"
+    r"AuthenticationFailed|failed to authenticate|credential|unauthori[sz]ed|invalid_grant"
 )
 _UNREACHABLE = re.compile(r"(?i)connect|resolve|unreachable|refused|endpoint|timed? ?out")
 _SECRET_FIELD = re.compile(r"(?i)((?:AccountKey|SharedAccessSignature|sig)=)[^;&\s]+")
@@ -162,6 +163,20 @@ def advice(url: str, exc: BaseException) -> str:
     return f"{mask(text)[:200]}: check {creds}"
 
 
+@contextlib.contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """The loggers `names` and their children silenced while inside."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
 def _bounded(work: Any, timeout: float) -> Any:
     """work() in a daemon thread, at most `timeout` s; its exception re-raised."""
     out: dict[str, Any] = {}
@@ -211,7 +226,8 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT) -> None:
             (Path(block.basepath) / key).unlink()
 
     try:
-        _bounded(work, timeout)
+        with _quiet(SDK_LOGGERS):  # their retries and tracebacks: the one line below says it
+            _bounded(work, timeout)
     except Exception as exc:
         raise StorageError(f"storage {shown(url)}: {advice(url, exc)}") from None
 
