@@ -322,6 +322,10 @@ $(AZURITE):
 	@npm install --prefix $(TOOLS)/azurite --no-audit --no-fund --loglevel=error "azurite@$(AZURITE_VERSION)" >/dev/null \
 	  || { echo "azurite: npm install failed (is the npm registry reachable?)" >&2; exit 1; }
 
+.PHONY: bench-storage
+bench-storage: $(STAMP) ## benchmark: make train with S3 results (moto on 127.0.0.1) vs local results vs an empty flow, uncached and cached
+	@cd $(ROOT) && $(VPY) scripts/bench_storage.py
+
 .PHONY: bench-load
 bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLite vs PostgreSQL (prints figures)
 	@cd $(ROOT) && $(VPY) scripts/bench_load.py --runs "$(LOAD_RUNS)" --rows "$(LOAD_ROWS)"
