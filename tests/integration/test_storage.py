@@ -269,3 +269,44 @@ def test_gcs_then_azure(prefect_lab, tmp_path):
     home = Path(env["PREFECT_HOME"])
     for text in ((home / "profiles.toml").read_text(), (home / "lab-record.json").read_text()):
         assert AZURITE_KEY not in text
+
+
+# ---- a storage that goes away during a run -------------------------------------------------
+
+
+def test_storage_gone_during_a_run(prefect_lab, fhv_server, fhv_files, tmp_path):
+    """The run finishes (the model is fine) and `make train` says the results were lost."""
+    import threading
+
+    from tests.conftest import clean_env
+
+    folder = tmp_path / "results"
+    env = {**prefect_lab, "STORAGE_URL": str(folder)}
+    make_ok(run_make("storage", env=env, timeout=180))
+    held = threading.Event()  # June's download waits until the storage is gone
+    name = "fhv_tripdata_2021-06.parquet"
+    fhv_server.serve_file(name, fhv_files["2021-06"], hold=held)
+    train = subprocess.Popen(
+        ["make", "--no-print-directory", "-C", str(ROOT), "train", f"DATE={DATE}"],
+        env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: fhv_server.hits[f"/trip-data/{name}"], 120, "the run's download")
+        shutil.rmtree(folder)
+        folder.write_text("a file where the storage folder was: every write fails\n")
+        held.set()
+        out, err = train.communicate(timeout=240)
+    finally:
+        held.set()
+        stop_group(train)
+    assert train.returncode == 0, err
+    assert "Finished in state Completed()" in out + err
+    warning = [line for line in err.splitlines() if line.startswith("train: WARNING: ")]
+    assert len(warning) == 1, err
+    assert re.fullmatch(
+        rf"train: WARNING: \d+ results were not persisted to {re.escape(str(folder))} "
+        r"\(it stopped answering\): the next run recomputes them",
+        warning[0],
+    ), warning
+    assert (Path(env["ARTIFACTS_DIR"]) / f"model-{DATE}.pkl").exists()
