@@ -155,6 +155,9 @@ def test_s3_shared_by_two_checkouts(prefect_lab, tmp_path):
 
         walk(env, url, keys)
         assert not [k for k in keys() if ".fhvlab-probe-" in k]  # the probe cleaned up
+        knobs = make_ok(run_make("knobs", env=env))
+        assert "# storage environment: AWS_SECRET_ACCESS_KEY=*****" in knobs
+        no_secret(knobs)
 
         # Bad input: one line each, exit 1, the block and profile as they were.
         bad_storage(env, "s3://no-such-bucket/results", "bucket 'no-such-bucket' does not exist")
