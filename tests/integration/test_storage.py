@@ -43,16 +43,16 @@ RUN_URL = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 
 
 @contextlib.contextmanager
-def serving(cmd: list[str], port: int, log: Path, cwd: Path | None = None) -> Iterator[
-    subprocess.Popen
-]:  # fmt: skip
+def serving(
+    cmd: list[str], port: int, log: Path, cwd: Path | None = None, **env: str
+) -> Iterator[subprocess.Popen]:
     """A storage server on 127.0.0.1:`port`, up once its port accepts; stopped at exit."""
     import socket
 
     with log.open("w") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=cwd, start_new_session=True,
+            cwd=cwd, env={**os.environ, **env}, start_new_session=True,
         )  # fmt: skip
 
     def up() -> bool:
@@ -165,6 +165,14 @@ def test_s3_shared_by_two_checkouts(prefect_lab, tmp_path):
         closed = f"http://127.0.0.1:{free_port()}"
         bad_storage(env, url, f"cannot connect at {closed}", AWS_ENDPOINT_URL=closed)
         bad_storage(env, "oss://fhv-bucket/results", "needs the Python package ossfs")
+        # Wrong credentials: a moto server that checks them (any key is unknown to it).
+        strict = free_port()
+        checking = [*moto[:-1], str(strict)]
+        with serving(
+            checking, strict, tmp_path / "moto-auth.log", INITIAL_NO_AUTH_ACTION_COUNT="0"
+        ):
+            there = f"http://127.0.0.1:{strict}"
+            bad_storage(env, url, f"access denied at {there}: check AWS_", AWS_ENDPOINT_URL=there)
 
         # Another machine: its own checkout, home and data; the server's API URL and the
         # storage's credentials only. No `make storage`: the server's default is used.
