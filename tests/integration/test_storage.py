@@ -122,6 +122,9 @@ def walk(env: dict[str, str], url: str, keys: list[str]) -> str:
     assert any(k.startswith("results/fhv-fit-") for k in keys()), keys()
     home = Path(env["PREFECT_HOME"])
     no_secret((home / "profiles.toml").read_text(), (home / "lab-record.json").read_text())
+    no_secret((home / "server.log").read_text(errors="replace"))
+    for db in home.glob("prefect.db*"):  # blocks, run logs (and the WAL not yet merged)
+        no_secret(db.read_bytes().decode("latin-1"))
     return run_id
 
 
