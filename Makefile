@@ -315,6 +315,7 @@ postgres-stop: $(STAMP) ## stop the lab's PostgreSQL (its data stays in PG_DIR)
 AZURITE := $(TOOLS)/azurite/node_modules/.bin/azurite-blob
 .PHONY: azurite
 azurite: $(AZURITE) ## Azurite (Azure Blob emulator, npm, AZURITE_VERSION) into .tools/ for the storage tests; needs Node >= 20
+	@echo "azurite: $(AZURITE) (azurite@$(AZURITE_VERSION))"
 
 $(AZURITE):
 	@command -v npm >/dev/null || { echo "azurite: npm not found: install Node.js >= 20 (apt install nodejs npm; brew install node)" >&2; exit 1; }
