@@ -60,3 +60,30 @@ def test_a_server_that_does_not_answer_gives_no_count(fail):
     post, _ = _server({"a": ["ONLINE"], "b": ["ONLINE"]}, fail=fail)
     assert online_workers(post) is None
     assert online_workers(_server(None)[0]) is None
+
+
+@pytest.mark.parametrize(
+    ("lab_server", "database", "online", "joining", "warned"),
+    [
+        (True, "SQLite /x/prefect.db", WORKER_LIMIT, 1, True),  # `make worker`: counts itself
+        (True, "SQLite /x/prefect.db", WORKER_LIMIT, 0, False),  # `make up`: its worker is online
+        (True, "PostgreSQL postgresql+asyncpg://prefect:***@127.0.0.1:5432/prefect", 20, 0, False),
+        (False, "SQLite /x/prefect.db", 20, 0, False),  # another's server: database unknown
+        (True, "SQLite /x/prefect.db", None, 1, False),  # the server does not say
+    ],
+)
+def test_make_up_and_make_worker_warn_on_stderr_in_one_line(
+    monkeypatch, capsys, lab_server, database, online, joining, warned
+):
+    from fhvlab.cli import cohort
+
+    monkeypatch.setattr(cohort.record, "is_lab_server", lambda url: lab_server)
+    monkeypatch.setattr(cohort.database, "recorded", lambda home: database)
+    monkeypatch.setattr(cohort, "online_workers", lambda post: online)
+    cohort.warn_if_crowded("http://127.0.0.1:4200/api", joining=joining)
+    out, err = capsys.readouterr()
+    assert out == ""
+    if warned:
+        assert err.splitlines() == [f"warning: {crowd_warning(True, WORKER_LIMIT + 1)}"]
+    else:
+        assert err == ""
