@@ -220,7 +220,7 @@ deploy: $(STAMP) ## server, config, storage, work-queue, then prefect.yaml's dep
 
 .PHONY: worker
 worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONCE=1 runs what is due and exits
-	@$(VPY) -m fhvlab api-check
+	@$(VPY) -m fhvlab api-check --joining 1
 	@cd $(ROOT) && $(VENV)/bin/prefect worker start --pool "$(WORK_POOL)" --work-queue "$(WORK_QUEUE)" \
 	  --install-policy never $(if $(filter 1 yes true,$(ONCE)),--run-once,)
 

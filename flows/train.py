@@ -4,9 +4,10 @@ Run it:  make train DATE=2021-08-15   (or: .venv/bin/python flows/train.py --dat
 Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's scheduled date.
 
 What it shows of Prefect: retries only for transient errors, caching (a month's statistics
-keyed on its file, the fit keyed on those statistics: a second run over unchanged months
-reads nothing and fits nothing, its tasks are `Cached`), a progress artifact while a month
-downloads, and a markdown artifact of the metrics.
+keyed on its file's content, the fit keyed on those statistics: a second run over the same
+months, here or on a machine sharing the result storage, reads no month and fits nothing, its
+tasks are `Cached`), a progress artifact while a month downloads, and a markdown artifact of
+the metrics.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def ensure_month(month: str, data_dir: str, data_url: str) -> str:
 
 
 def month_file_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Cache key of `prepare_month`: the month file's identity (path, inode, size, mtime)."""
+    """Cache key of `prepare_month`: the month file's content (its sha256) and the code."""
     return training.month_cache_key(parameters["path"])
 
 
 # The statistics of a month are kept in the lab's result storage under the file's key, so
-# any later run over the same, unchanged file reads them instead of the file. Runs that
+# any later run over the same content reads them instead of the file, on any machine that
+# shares the result storage (the key holds no path: DATA_DIR may differ). Runs that
 # want the same month at the same time compute it once: the first takes the key's lock,
 # the others wait and then read its result.
 MONTH_CACHE = CacheKeyFnPolicy(cache_key_fn=month_file_key).configure(

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from fhvlab import settings
-from fhvlab.cli import chain, common
+from fhvlab.cli import chain, cohort, common
 from fhvlab.data.months import months_for, parse_date, parse_month
 from fhvlab.errors import LabError
 from fhvlab.local import database, server
@@ -125,8 +125,12 @@ def cmd_server_status(args: argparse.Namespace) -> int:
 
 
 def cmd_api_check(args: argparse.Namespace) -> int:
-    """Exit 1 with the fix when the API is down (used before targets that need it)."""
-    server.require_api(common.api_url(args))
+    """Exit 1 with the fix when the API is down (used before targets that need it);
+    --joining N: warn when N more workers would crowd a SQLite server (`make worker`)."""
+    url = common.api_url(args)
+    server.require_api(url)
+    if args.joining is not None:
+        cohort.warn_if_crowded(url, joining=args.joining)
     return 0
 
 
@@ -281,6 +285,7 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
 
     check = sub.add_parser("api-check", help="fail with the fix if the Prefect API is down")
     common.add_api_arg(check)
+    check.add_argument("--joining", type=int, default=None, help="workers about to start")
     check.set_defaults(func=cmd_api_check)
 
     config = sub.add_parser("config", help="set the lab profile's API URL")
