@@ -193,9 +193,9 @@ def test_s3_shared_by_two_checkouts(prefect_lab, tmp_path):
         }
         run_id, _ = train(other, cwd=other_root)
         states = task_states(lab_api(env), run_id, 6)
+        # Months keyed on their content, the fit on the months: nothing computed again.
+        assert states["prepare_month"] == ["Cached", "Cached"], states
         assert states["fit_and_score"] == ["Cached"], states
-        # prepare_month is keyed on the month file's path and inode here (its own DATA_DIR):
-        # computed again; it is Cached too once the month key is the file's content hash.
         assert not (tmp_path / "other-home" / "storage").exists()  # nothing persisted locally
 
         stop_group(server)  # the storage goes away: the next run does not start
