@@ -29,6 +29,7 @@ from fhvlab.data.progress import ArtifactProgress
 from fhvlab.errors import LabError
 from fhvlab.model import duration as model
 from fhvlab.model import training
+from fhvlab.orchestration import storage as results
 from fhvlab.orchestration.locks import ProcessLockManager
 
 
@@ -171,10 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         training.plan(args.date)  # a bad date fails here, before any flow run exists
-        record = train(date=args.date)
+        where = results.check_default()  # ... and so does a result storage that does not answer
+        with results.watch_unpersisted() as lost:
+            record = train(date=args.date)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if lost.count:  # the storage went away during the run: Prefect warns and goes on
+        print(f"train: WARNING: {lost.count} results were not persisted to {where} "
+              "(it stopped answering): the next run recomputes them", file=sys.stderr)  # fmt: skip
     print(
         f"train: {record['date']}: train RMSE {record['train_rmse']:.4f} "
         f"({record['train_month']}), validation RMSE {record['val_rmse']:.4f} "

@@ -432,6 +432,34 @@ def check_database(api_up: bool) -> Check:
     )
 
 
+def check_storage(api_up: bool) -> Check:
+    """The result storage a run would use, whether it answers (one object written, read and
+    deleted), and whether it is the server's default (the storage of every worker)."""
+    if not api_up:
+        return Check("storage", "skip", "server not answering", "make server")
+    if not VENV_PY.exists():
+        return Check("storage", "skip", ".venv missing", "make setup")
+    try:
+        done = subprocess.run(
+            [str(VENV_PY), "-m", "fhvlab", "storage-check"],
+            capture_output=True, text=True, timeout=90, check=False, cwd=ROOT,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return Check("storage", "fail", "no answer within 90 s", "make storage")
+    said = (done.stdout + done.stderr).strip().splitlines() or ["(nothing said)"]
+    if done.returncode != 0:
+        return Check("storage", "fail", said[-1].replace("error: ", "", 1), "make storage")
+    where = said[-1].replace("storage-check: ", "", 1)
+    default = get_json(f"{api_url()}/admin/storage")
+    if not (isinstance(default, dict) and default.get("default_result_storage_block_id")):
+        return Check(
+            "storage", "warn",
+            f"{where}; the server has no default result storage (workers elsewhere keep "
+            "their results to themselves)", "make storage",
+        )  # fmt: skip
+    return Check("storage", "ok", f"{where}; the server's default (every worker uses it)")
+
+
 def check_workers(api_up: bool) -> Check:
     """Workers online in the server's pools; a warning when a SQLite server has a class."""
     if not api_up:
@@ -526,6 +554,7 @@ def main() -> int:
     checks += api_checks + check_orchestration(api_up) + [check_concurrency(api_up)]
     checks += [*check_data(), check_disk()]
     checks.append(check_database(api_up))
+    checks.append(check_storage(api_up))
     checks.append(check_workers(api_up))
     checks.append(check_shell())
     for c in checks:

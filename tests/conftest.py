@@ -351,6 +351,8 @@ _SLOW_FIRST = (  # longest first (seconds in a CI run of 2026-11-30, FHVLAB_TEST
     "test_backfill_faults.py::",  # 101 s
     "test_onboarding.py::test_tour_then",  # 72 s
     "test_backfill.py::test_backfill_runs_each_date",  # 71 s
+    "test_storage.py::test_s3_shared_by_two_checkouts",  # 69 s (measured alone)
+    "test_storage.py::test_gcs_then_azure",  # 61 s (measured alone)
     "test_train_flow.py::test_the_flow_in_process",  # 54 s
     "test_train.py::test_flow_script",  # 43 s
     "test_train.py::",  # 45 s alone (2026-12-03: and a second machine)

@@ -165,6 +165,14 @@ def cmd_storage(args: argparse.Namespace) -> int:
     return chain.run_target("storage", args)
 
 
+def cmd_storage_check(args: argparse.Namespace) -> int:
+    """`make doctor`'s storage line: the result storage a run would use answers (one probe)."""
+    from fhvlab.orchestration import storage
+
+    print(f"storage-check: {storage.check_default()} answers (an object written, read, deleted)")
+    return 0
+
+
 def cmd_work_queue(args: argparse.Namespace) -> int:
     """`make work-queue`: a process work pool and a queue in it."""
     from fhvlab.cli import chain
@@ -289,6 +297,8 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     chain.add_chain_args(storage, knobs)
     storage.add_argument("--url", default=knobs.result_storage, help="folder or fsspec URL")
     storage.set_defaults(func=cmd_storage)
+    check_storage = sub.add_parser("storage-check", help="does the runs' result storage answer?")
+    check_storage.set_defaults(func=cmd_storage_check)
 
     queue = sub.add_parser("work-queue", help="process work pool and queue")
     chain.add_chain_args(queue, knobs)
