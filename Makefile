@@ -279,11 +279,11 @@ alerts-off: $(STAMP) ## remove the alerts automation and its webhook block
 BACKFILL_RANGE = --from "$(FROM)" --to "$(TO)" --cron "$(CRON)" --timezone "$(TIMEZONE)"
 
 .PHONY: backfill
-backfill: $(STAMP) ## train every CRON date in [FROM, TO]: runs backfill-DATE, CONCURRENCY at a time; WATCH=1 waits
+backfill: $(STAMP) ## train every CRON date in [FROM, TO] not trained yet (RERUN=all: every date), CONCURRENCY at a time; WATCH=1 waits
 	@if ! $(VPY) -m fhvlab deployed --name fhv-backfill/fhv-backfill --limit 1; then \
-	  $(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" && \
+	  $(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" && \
 	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi
-	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --pool "$(WORK_POOL)" \
+	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" --pool "$(WORK_POOL)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout "$(WATCH_TIMEOUT)",)
 
 .PHONY: report

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     timezone: str
     worker_poll: str
     concurrency: str
+    rerun: str
     watch_timeout: float
     database_url: SecretStr = SecretStr("")
     pg_dir: Path
