@@ -220,7 +220,7 @@ worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONC
 	  --install-policy never $(if $(filter 1 yes true,$(ONCE)),--run-once,)
 
 .PHONY: run
-run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); WATCH=1 waits for it
+run: $(STAMP) ## trigger the deployment now for DATE, run train-DATE (says first if DATE is trained already); WATCH=1 waits for it
 	@$(VPY) -m fhvlab run --date "$(DATE)" $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
 
 # issue 20: runs started by events. `make deploy` creates the fhv-watch deployment (WATCH_CRON)

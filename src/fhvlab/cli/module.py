@@ -109,7 +109,7 @@ def cmd_server_status(args: argparse.Namespace) -> int:
             f"server: running (pid {pid}), healthy at {spec.api_url}; UI http://"
             f"{spec.client_host}:{spec.port}"
         )
-        print(f"server: database {database.recorded(spec.home)}")
+        print(f"server: database {database.started_on(spec.home)}")
         return 0
     if healthy:
         print(f"server: a Prefect server answers at {spec.api_url}, but the lab did not start it")

@@ -2,8 +2,9 @@
 
 Every training run is named after its date (`train-2021-08-15`), whatever started it; its
 origin is a tag (schedule, event, backfill, manual). "Which of these dates have a COMPLETED
-run, and which have one in flight?" is `ask()`: one server-side filter by run name (the
-flow's runs are named when they start; `make run` names its run when it creates it). The
+run, and which have one in flight?" is `ask()`: server-side filters by run name (a run is
+named when it starts; `make run` names its run when it creates it) and, for runs no worker
+started yet, by state. The
 backfill, the watch (before it announces a month), the training flow started by the
 schedule or the trigger, and `make run` all use it. Prefect is imported only by `ask()`.
 """
@@ -107,9 +108,9 @@ def parse_rerun(text: str) -> str:
     return value
 
 
-def _date_run(run: Any) -> DateRun | None:
-    """The plain view of a Prefect FlowRun named train-DATE, else None."""
-    run_date = date_of_run_name(run.name)
+def _date_run(run: Any, run_date: date | None = None) -> DateRun | None:
+    """The plain view of a Prefect FlowRun of `run_date` (default: the date in its name)."""
+    run_date = run_date or date_of_run_name(run.name)
     if run_date is None or run.state_type is None:
         return None
     seconds = None
@@ -128,25 +129,46 @@ def _date_run(run: Any) -> DateRun | None:
     )
 
 
+def waiting_date(run: Any) -> date | None:
+    """The date of a run not started yet: its `date` parameter, else its scheduled day."""
+    value = (run.parameters or {}).get("date")
+    when = run.expected_start_time
+    try:
+        return date.fromisoformat(str(value)) if value else (when.date() if when else None)
+    except ValueError:
+        return None
+
+
 def ask(http: Any, days: Sequence[date]) -> list[DateRun]:
-    """The training runs of `days`, read from the server by name (Prefect's client `http`)."""
+    """The training runs of `days`, read from the server (Prefect's client `http`).
+
+    By name (a run takes its date's name when it starts, or when `make run` creates it),
+    and, for runs the schedule or the trigger created and no worker started yet, by state
+    (SCHEDULED, PENDING) and their date parameter or scheduled day.
+    """
     from prefect.client.schemas.filters import (
         FlowFilter,
         FlowFilterName,
         FlowRunFilter,
         FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
     )
 
+    flow = FlowFilter(name=FlowFilterName(any_=[TRAIN_FLOW]))
     names = [run_name(d) for d in days]
-    found: list[DateRun] = []
+    found: dict[str, DateRun] = {}
     for i in range(0, len(names), PAGE):
-        runs = http.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[TRAIN_FLOW])),
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names[i : i + PAGE])),
-            limit=200,
-        )
-        found += [r for r in map(_date_run, runs) if r is not None]
-    return found
+        named = FlowRunFilter(name=FlowRunFilterName(any_=names[i : i + PAGE]))
+        for run in http.read_flow_runs(flow_filter=flow, flow_run_filter=named, limit=200):
+            if (plain := _date_run(run)) is not None:
+                found[plain.id] = plain
+    waiting = FlowRunFilterStateType(any_=["SCHEDULED", "PENDING"])
+    not_started = FlowRunFilter(state=FlowRunFilterState(type=waiting))
+    for run in http.read_flow_runs(flow_filter=flow, flow_run_filter=not_started, limit=200):
+        if (day := waiting_date(run)) in days and (plain := _date_run(run, day)) is not None:
+            found.setdefault(plain.id, plain)
+    return list(found.values())
 
 
 @dataclass(frozen=True)
