@@ -115,8 +115,9 @@ class Submitted:
     parent: FlowRun | None
 
     def waiting_for(self) -> list[UUID]:
-        """The runs the range waits for: the parent, and runs of its dates in flight."""
-        ids = [UUID(r.id) for r in self.found.in_flight.values()]
+        """The runs the range waits for: the parent, and runs in flight of dates not trained."""
+        flying = self.found.in_flight
+        ids = [UUID(r.id) for d, r in flying.items() if d not in self.found.completed]
         return ids + ([self.parent.id] if self.parent is not None else [])
 
 
