@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,11 +33,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from fhvlab.data.months import months_for  # noqa: E402
-from fhvlab.data.synthetic import write_synthetic_month  # noqa: E402
+from benchlib import ROOT, free_port
+from fhvlab.data.months import months_for
+from fhvlab.data.synthetic import write_synthetic_month
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1100000"))
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "4")
@@ -68,12 +65,6 @@ def generate(folder: Path, dates: list[str]) -> None:
         print(f"bench-backfill: generating {len(missing)} months of {ROWS:,} rows", flush=True)
     for month in missing:
         write_synthetic_month(folder / f"fhv_tripdata_{month}.parquet", month, ROWS, seed=42)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def load() -> str:

@@ -84,3 +84,15 @@ def test_rerun_is_failed_or_all(text):
     with pytest.raises(BadInput, match="RERUN"):
         trained.parse_rerun(text)
     assert trained.parse_rerun(" ALL ") == "all"
+
+
+def test_a_run_not_started_yet_is_dated_by_its_parameter_else_its_scheduled_day():
+    from types import SimpleNamespace
+
+    when = datetime(2021, 9, 15, 9, 0)
+    by_trigger = SimpleNamespace(parameters={"date": "2021-10-15"}, expected_start_time=when)
+    by_schedule = SimpleNamespace(parameters={}, expected_start_time=when)
+    broken = SimpleNamespace(parameters={"date": "soon"}, expected_start_time=when)
+    assert trained.waiting_date(by_trigger) == date(2021, 10, 15)
+    assert trained.waiting_date(by_schedule) == date(2021, 9, 15)
+    assert trained.waiting_date(broken) is None
