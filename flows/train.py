@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled, Completed, State
 
 from fhvlab import settings
@@ -157,7 +157,7 @@ def train(
     if date is None:
         date = run_date()
         logger.info("no date given: using the run's scheduled date %s", date)
-    if skip := one_question(date):
+    if trained.asks(deployment.id, flow_run.tags) and (skip := one_question(date)):
         return Completed(message=skip.message) if skip.trained else Cancelled(message=skip.message)
     plan = training.plan(date)
     logger.info("date %s: train on %s, validate on %s", date, plan.train_month, plan.val_month)

@@ -166,7 +166,7 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
         assert "0 to run (0 new, 0 again), 4 already trained, 0 running" in third.stdout
         assert "runs 1 dates" not in third.stdout
         # `make run` still runs a date (you asked), and says first which run trained it.
-        again = make_ok(run_make("run", "DATE=2021-04-15", env=env, timeout=120))
+        again = make_ok(run_make("run", "DATE=2021-04-15", env={**env, "WATCH": "0"}))
         assert "run: 2021-04-15 already has a COMPLETED run 'train-2021-04-15'" in again
         assert "created flow run 'train-2021-04-15'" in again
         # RERUN=all trains every date of the range again.

@@ -34,6 +34,13 @@ def test_origin_is_the_tag_else_what_the_server_says():
     assert trained.origin([], False, False) == "manual"
 
 
+def test_only_runs_no_one_asked_for_by_hand_ask_the_question():
+    assert trained.asks("dep-id", ["fhv-lab"])  # the schedule's or the trigger's run
+    assert not trained.asks("dep-id", ["fhv-lab", "manual"])  # make run
+    assert not trained.asks(None, ["backfill"])  # a backfill's subflow run
+    assert not trained.asks(None, [])  # make train, python flows/train.py
+
+
 def test_the_answer_skips_trained_and_in_flight_dates_and_reruns_the_rest():
     days = [date(2021, m, 15) for m in range(3, 9)]
     found = trained.answer(

@@ -50,6 +50,13 @@ def origin(tags: Iterable[str], by_automation: bool, auto_scheduled: bool) -> st
     return "schedule" if auto_scheduled else "manual"
 
 
+def asks(deployment_id: Any, tags: Iterable[str]) -> bool:
+    """Whether a training run asks the one question when it starts: a deployment's run
+    that no one asked for by hand (the schedule's, the trigger's). Subflow runs of a
+    backfill (their parent asked) and `make train` / `make run` (you asked) do not."""
+    return deployment_id is not None and not set(tags) & {"manual", "backfill"}
+
+
 @dataclass(frozen=True)
 class DateRun:
     """One training run as the API shows it (state type upper-case, e.g. COMPLETED)."""

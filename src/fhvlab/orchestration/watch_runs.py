@@ -8,7 +8,7 @@ Prefect's client (`fhvlab.orchestration.api`), events, and the one question of
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -29,16 +29,11 @@ EVENT_LOOKBACK = timedelta(days=180)  # the server keeps events 7 days by defaul
 
 
 def read_events(
-    prefix: str = "fhv.",
-    ids: Iterable[str] = (),
-    limit: int = 50,
-    since: datetime | None = None,
-    related_id: str | None = None,
+    prefix: str = "fhv.", limit: int = 50, related_id: str | None = None
 ) -> list[dict[str, Any]]:
-    """Recent events whose name starts with `prefix` (and with these ids, or related to
-    `related_id`), newest first; at most 50 (the API's page size)."""
-    since = since or datetime.now(UTC) - EVENT_LOOKBACK
-    return api.read_events(since, prefix, ids, limit, related_id)
+    """Recent events whose name starts with `prefix` (and related to `related_id`), newest
+    first; at most 50 (the API's page size)."""
+    return api.read_events(datetime.now(UTC) - EVENT_LOOKBACK, prefix, limit, related_id)
 
 
 def announced_by_events() -> list[str]:
