@@ -294,6 +294,10 @@ report: $(STAMP) ## rebuild the summary of backfill FROM..TO: artifacts/backfill
 bench-ops: $(STAMP) ## benchmark: each set-up target cold and warm, make run WATCH=1, and the floor (scripts/noop.py), in seconds and floors
 	@cd $(ROOT) && $(VPY) scripts/bench_ops.py
 
+.PHONY: bench-watch
+bench-watch: $(STAMP) ## benchmark: make watch WATCH=1 (three new months, trigger and training) against the floor, in a throw-away lab
+	@cd $(ROOT) && $(VPY) scripts/bench_watch.py
+
 .PHONY: bench-backfill
 bench-backfill: server ## benchmark: backfills of 6 and 24 dates (two designs) vs sequential `make train`; BENCH_120=1 adds 120 dates
 	@cd $(ROOT) && $(VPY) scripts/bench_backfill.py

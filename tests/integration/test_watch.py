@@ -8,9 +8,9 @@ One server for every step (it is the slow part), small generated months:
    seconds watch start -> COMPLETED and event -> run created are printed.
 3. Worker down, a run of 2021-10-15 by hand (`make run`, SCHEDULED); 2021-09 published, two
    watch runs at once: one event (its id is the month's), marked trained (the date is in
-   flight), so the trigger starts nothing. The same announcement posted again with a new id
-   and unmarked: the trigger's run waits SCHEDULED, and once a worker is back it does not
-   train (the date is trained). An announcement marked trained starts no run.
+   flight), so the trigger starts nothing. The same announcement posted again unmarked, twice
+   with one new id: one run of the trigger, which waits SCHEDULED and, once a worker is back,
+   does not train (the date is trained). An announcement marked trained starts no run.
    (A month not out yet, HTTP 404: 2021-10, in `make events`.)
 4. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it,
    and `make alerts` posts it once.
@@ -60,10 +60,10 @@ def _events(env, name: str = "fhv.month.published") -> list[dict]:
     return [e for e in found if not e["payload"].get("by_hand")]
 
 
-def _post_announcement(env, month: str, day: str, trained: bool) -> None:
+def _post_announcement(env, month: str, day: str, trained: bool, event_id: str = "") -> None:
     """A hand-made fhv.month.published for `month` (training date `day`), with a new id."""
     event = {
-        "id": str(uuid.uuid4()),
+        "id": event_id or str(uuid.uuid4()),
         "occurred": datetime.now(UTC).isoformat(),
         "event": "fhv.month.published",
         "resource": {
@@ -230,9 +230,12 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert [e["payload"]["month"] for e in events] == ["2021-08", "2021-09"]  # one id
         assert events[1]["resource"]["fhv.trained"] == "true"  # 2021-10-15 is in flight
         [mine] = _training_runs(env, "2021-10-15")  # no second run
-        # The same month announced again, unmarked (as if the run had not been seen): the
-        # trigger's run waits while no worker polls, then does not train the date twice.
-        _post_announcement(env, "2021-09", "2021-10-15", trained=False)
+        # The same month announced again, unmarked (as if the run had not been seen), and
+        # that event sent twice: one run of the trigger (the server acts on an id once); it
+        # waits while no worker polls, then does not train the date twice.
+        again = str(uuid.uuid4())
+        for _ in range(2):
+            _post_announcement(env, "2021-09", "2021-10-15", trained=False, event_id=again)
         waiting = wait_for(
             lambda: [r for r in _training_runs(env, "2021-10-15") if r["id"] != mine["id"]],
             CREATED_WITHIN,
@@ -251,6 +254,7 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         assert "event" in skipped["tags"]
         assert _run(env, mine["id"])["state_type"] == "COMPLETED"
         assert "manual" in _run(env, mine["id"])["tags"]
+        assert len(_training_runs(env, "2021-10-15")) == 2  # by hand, and one of the trigger
 
         # 4. DATA_URL unreachable: the watch run fails; one line names the URL; `make alerts`
         # posts it once.
