@@ -113,3 +113,26 @@ def test_not_completed_names_failed_dates_and_those_never_started():
     ]
     days = ["2021-03-15", "2021-04-15", "2021-05-15"]
     assert bf.not_completed(days, outcomes) == ["2021-04-15 FAILED", "2021-05-15 NOT RUN"]
+
+
+def test_the_backfill_line_counts_every_date_of_the_range():
+    from types import SimpleNamespace
+
+    from fhvlab.cli.backfill import summary_counts
+
+    days = [date(2021, m, 15) for m in (7, 8, 9, 10)]
+    found = trained.answer(
+        [
+            trained.DateRun(days[1], "COMPLETED", T0),
+            trained.DateRun(days[2], "FAILED", T0),
+            trained.DateRun(days[3], "RUNNING", T0),
+        ]
+    )
+    done = SimpleNamespace(found=found, to_run=found.to_run(days))
+    assert summary_counts(done, "failed") == (
+        "2 to run (1 new, 1 again), 1 already trained, 1 running (RERUN=failed)"
+    )
+    done = SimpleNamespace(found=found, to_run=found.to_run(days, "all"))
+    assert summary_counts(done, "all") == (
+        "3 to run (1 new, 2 again), 0 already trained, 1 running (RERUN=all)"
+    )

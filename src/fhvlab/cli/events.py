@@ -44,7 +44,7 @@ def _line(event: dict[str, Any]) -> str:
     return (
         f"{payload.get('month')}: {payload.get('size'):,} bytes, Last-Modified "
         f"{payload.get('last_modified') or '?'}; training date {payload.get('training_date')}"
-        + (" (already has a COMPLETED run: not trained again)" if trained else "")
+        + (" (already trained, or in flight: not trained again)" if trained else "")
     )
 
 
