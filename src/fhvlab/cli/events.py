@@ -77,12 +77,14 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     if done.state_type.value != "COMPLETED":
         message = (done.state.message if done.state else "") or ""
         raise LabError(f"watch run {run.name!r} {done.state_type.value}: {message}")
-    events = _published_by(run.id)
+    # The run's last event is fhv.watch.checked: once the server has stored it (in batches,
+    # within seconds), it has the run's announcements too.
     checked = _published_by(run.id, w.CHECKED_EVENT)
-    stored_by = time.monotonic() + 15  # the server stores events in batches (~seconds)
+    stored_by = time.monotonic() + 15
     while not checked and time.monotonic() < stored_by:
         time.sleep(1.0)
         checked = _published_by(run.id, w.CHECKED_EVENT)
+    events = _published_by(run.id)
     if checked:
         print(f"watch: {w.checked_line(checked[-1].get('payload') or {})}")
     if not events:
