@@ -21,7 +21,7 @@ KNOBS := PYTHON PYTHON_INSTALL UV_VERSION DATE MONTHS FORCE DATA_URL DATA_DIR AR
   DEPLOYMENT CRON TIMEZONE ONCE WORKER_POLL WATCH FROM TO CONCURRENCY WATCH_TIMEOUT \
   DATABASE_URL PG_DIR PG_PORT PG_BIN LOAD_RUNS LOAD_ROWS \
   FOLLOW LINES YES WEBHOOK_URL BIG \
-  WATCH_CRON WATCH_AHEAD WATCH_FROM
+  WATCH_CRON WATCH_AHEAD WATCH_FROM AZURITE_VERSION
 $(foreach knob,$(KNOBS),$(eval $(knob) := $$(strip $$($(knob)))))
 DATA_DIR      := $(abspath $(DATA_DIR))
 ARTIFACTS_DIR := $(abspath $(ARTIFACTS_DIR))
@@ -60,6 +60,11 @@ export LAB_SHELL_PREFECT_PROFILE := $(if $(filter environment,$(origin PREFECT_P
 export PREFECT_HOME DATA_DIR ARTIFACTS_DIR DATA_URL PREFECT_HOST PREFECT_PORT API_URL UI_API_URL
 export WORK_POOL WORK_QUEUE DEPLOYMENT CRON TIMEZONE STORAGE_URL
 export DATABASE_URL PG_DIR PG_PORT PG_BIN
+# gcsfs asks a GCS bucket for its layout over gRPC first (60 s per call where nothing speaks
+# it): off when STORAGE_EMULATOR_HOST names a GCS emulator (docs/storage.md).
+ifneq ($(strip $(if $(filter undefined,$(origin STORAGE_EMULATOR_HOST)),,$(STORAGE_EMULATOR_HOST))),)
+export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
+endif
 export WEBHOOK_URL  # read by `make alerts` from the environment, never on a printed command line
 export WATCH_CRON WATCH_AHEAD WATCH_FROM  # prefect.yaml's fhv-watch deployment, `make watch`
 export PREFECT_API_URL := $(API_URL)
@@ -215,7 +220,7 @@ deploy: $(STAMP) ## server, config, storage, work-queue, then prefect.yaml's dep
 
 .PHONY: worker
 worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONCE=1 runs what is due and exits
-	@$(VPY) -m fhvlab api-check
+	@$(VPY) -m fhvlab api-check --joining 1
 	@cd $(ROOT) && $(VENV)/bin/prefect worker start --pool "$(WORK_POOL)" --work-queue "$(WORK_QUEUE)" \
 	  --install-policy never $(if $(filter 1 yes true,$(ONCE)),--run-once,)
 
@@ -310,6 +315,21 @@ postgres: $(STAMP) ## a PostgreSQL for the server under PG_DIR (127.0.0.1, PG_PO
 .PHONY: postgres-stop
 postgres-stop: $(STAMP) ## stop the lab's PostgreSQL (its data stays in PG_DIR)
 	@$(VPY) -m fhvlab postgres stop
+
+AZURITE := $(TOOLS)/azurite/node_modules/.bin/azurite-blob
+.PHONY: azurite
+azurite: $(AZURITE) ## Azurite (Azure Blob emulator, npm, AZURITE_VERSION) into .tools/ for the storage tests; needs Node >= 20
+	@echo "azurite: $(AZURITE) (azurite@$(AZURITE_VERSION))"
+
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "azurite: npm not found: install Node.js >= 20 (apt install nodejs npm; brew install node)" >&2; exit 1; }
+	@echo "azurite: npm install azurite@$(AZURITE_VERSION) into $(TOOLS)/azurite"
+	@npm install --prefix $(TOOLS)/azurite --no-audit --no-fund --loglevel=error "azurite@$(AZURITE_VERSION)" >/dev/null \
+	  || { echo "azurite: npm install failed (is the npm registry reachable?)" >&2; exit 1; }
+
+.PHONY: bench-storage
+bench-storage: $(STAMP) ## benchmark: make train with S3 results (moto on 127.0.0.1) vs local results vs an empty flow, uncached and cached
+	@cd $(ROOT) && $(VPY) scripts/bench_storage.py
 
 .PHONY: bench-load
 bench-load: $(STAMP) ## LOAD_RUNS per-date runs, 2 workers, concurrency 4: SQLite vs PostgreSQL (prints figures)

@@ -4,9 +4,10 @@ Run it:  make train DATE=2021-08-15   (or: .venv/bin/python flows/train.py --dat
 Deployed by `make deploy` (prefect.yaml), where `date` defaults to the run's scheduled date.
 
 What it shows of Prefect: retries only for transient errors, caching (a month's statistics
-keyed on its file, the fit keyed on those statistics: a second run over unchanged months
-reads nothing and fits nothing, its tasks are `Cached`), a progress artifact while a month
-downloads, and a markdown artifact of the metrics.
+keyed on its file's content, the fit keyed on those statistics: a second run over the same
+months, here or on a machine sharing the result storage, reads no month and fits nothing, its
+tasks are `Cached`), a progress artifact while a month downloads, and a markdown artifact of
+the metrics.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fhvlab.data.progress import ArtifactProgress
 from fhvlab.errors import LabError
 from fhvlab.model import duration as model
 from fhvlab.model import training
+from fhvlab.orchestration import storage as results
 from fhvlab.orchestration import trained
 from fhvlab.orchestration.locks import ProcessLockManager
 
@@ -57,12 +59,13 @@ def ensure_month(month: str, data_dir: str, data_url: str) -> str:
 
 
 def month_file_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Cache key of `prepare_month`: the month file's identity (path, inode, size, mtime)."""
+    """Cache key of `prepare_month`: the month file's content (its sha256) and the code."""
     return training.month_cache_key(parameters["path"])
 
 
 # The statistics of a month are kept in the lab's result storage under the file's key, so
-# any later run over the same, unchanged file reads them instead of the file. Runs that
+# any later run over the same content reads them instead of the file, on any machine that
+# shares the result storage (the key holds no path: DATA_DIR may differ). Runs that
 # want the same month at the same time compute it once: the first takes the key's lock,
 # the others wait and then read its result.
 MONTH_CACHE = CacheKeyFnPolicy(cache_key_fn=month_file_key).configure(
@@ -193,11 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         training.plan(args.date)  # a bad date fails here, before any flow run exists
-        with tags("manual"):
+        where = results.check_default()  # ... and so does a result storage that does not answer
+        with results.watch_unpersisted() as lost, tags("manual"):
             record = train(date=args.date)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if lost.count:  # the storage went away during the run: Prefect warns and goes on
+        print(f"train: WARNING: {lost.count} results were not persisted to {where} "
+              "(it stopped answering): the next run recomputes them", file=sys.stderr)  # fmt: skip
     print(
         f"train: {record['date']}: train RMSE {record['train_rmse']:.4f} "
         f"({record['train_month']}), validation RMSE {record['val_rmse']:.4f} "

@@ -25,6 +25,7 @@ VENV_PY = ROOT / ".venv" / "bin" / "python"
 STAMP = ROOT / ".venv" / ".lab-stamp"
 sys.path.insert(0, str(ROOT / "src"))
 from fhvlab.knobs import lab_defaults  # noqa: E402  (stdlib only: runs before .venv exists)
+from fhvlab.local.cohort import crowd_warning, online_workers  # noqa: E402  (stdlib only too)
 
 LAB_DEFAULTS = lab_defaults()
 FLOW = "fhv-duration-training"
@@ -365,8 +366,8 @@ def postgres_answers(host: str, port: int) -> bool:
         return False
 
 
-def check_database(api_up: bool) -> Check:
-    """Which database the server uses (password masked) and whether it answers."""
+def configured_database() -> tuple[str, str]:
+    """(DATABASE_URL in effect or '', the database it names, password masked)."""
     home = Path(env("PREFECT_HOME"))
     url = next(
         (
@@ -380,10 +381,20 @@ def check_database(api_up: bool) -> Check:
         ),
         "",
     )
-    configured = f"PostgreSQL {mask_url(url)}" if url else f"SQLite {home / 'prefect.db'}"
-    recorded = home / "server.database"
+    return url, (f"PostgreSQL {mask_url(url)}" if url else f"SQLite {home / 'prefect.db'}")
+
+
+def database_in_use() -> str:
+    """The database the lab's running server was started on (as the lab noted it)."""
+    recorded = Path(env("PREFECT_HOME")) / "server.database"
+    return recorded.read_text().strip() if recorded.exists() else configured_database()[1]
+
+
+def check_database(api_up: bool) -> Check:
+    """Which database the server uses (password masked) and whether it answers."""
+    url, configured = configured_database()
     if api_up:
-        used = recorded.read_text().strip() if recorded.exists() else configured
+        used = database_in_use()
         try:
             with urllib.request.urlopen(f"{api_url()}/ready", timeout=10) as response:
                 ready = response.status == 200
@@ -419,6 +430,53 @@ def check_database(api_up: bool) -> Check:
         f"{configured}: no PostgreSQL answers at {host}:{port}",
         "make postgres (the lab's own), or start the database DATABASE_URL names",
     )
+
+
+def check_storage(api_up: bool) -> Check:
+    """The result storage a run would use, whether it answers (one object written, read and
+    deleted), and whether it is the server's default (the storage of every worker)."""
+    if not api_up:
+        return Check("storage", "skip", "server not answering", "make server")
+    if not VENV_PY.exists():
+        return Check("storage", "skip", ".venv missing", "make setup")
+    try:
+        done = subprocess.run(
+            [str(VENV_PY), "-m", "fhvlab", "storage-check"],
+            capture_output=True, text=True, timeout=90, check=False, cwd=ROOT,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return Check("storage", "fail", "no answer within 90 s", "make storage")
+    said = (done.stdout + done.stderr).strip().splitlines() or ["(nothing said)"]
+    if done.returncode != 0:
+        return Check("storage", "fail", said[-1].replace("error: ", "", 1), "make storage")
+    where = said[-1].replace("storage-check: ", "", 1)
+    default = get_json(f"{api_url()}/admin/storage")
+    if not (isinstance(default, dict) and default.get("default_result_storage_block_id")):
+        return Check(
+            "storage", "warn",
+            f"{where}; the server has no default result storage (workers elsewhere keep "
+            "their results to themselves)", "make storage",
+        )  # fmt: skip
+    return Check("storage", "ok", f"{where}; the server's default (every worker uses it)")
+
+
+def check_workers(api_up: bool) -> Check:
+    """Workers online in the server's pools; a warning when a SQLite server has a class."""
+    if not api_up:
+        return Check("workers", "skip", "server not answering", "make server")
+    online = online_workers(lambda path, body: post_json(api_url() + path, body))
+    if online is None:
+        return Check("workers", "warn", "could not read the work pools' workers")
+    api = urllib.parse.urlsplit(api_url())
+    lab_server = api.hostname in ("127.0.0.1", "localhost", client_host()) and str(api.port) == env(
+        "PREFECT_PORT"
+    )
+    # Another's server (API_URL elsewhere): its database is not known here, nothing is said.
+    on_sqlite = database_in_use().startswith("SQLite") if lab_server else None
+    warning = crowd_warning(on_sqlite, online)
+    if warning:
+        return Check("workers", "warn", warning)
+    return Check("workers", "ok", f"{online} online in the server's work pools")
 
 
 def check_shell() -> Check:
@@ -496,6 +554,8 @@ def main() -> int:
     checks += api_checks + check_orchestration(api_up) + [check_concurrency(api_up)]
     checks += [*check_data(), check_disk()]
     checks.append(check_database(api_up))
+    checks.append(check_storage(api_up))
+    checks.append(check_workers(api_up))
     checks.append(check_shell())
     for c in checks:
         line = f"{MARKS[c.status]} {c.name:13} {c.detail}"

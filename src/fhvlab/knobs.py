@@ -25,6 +25,27 @@ def lab_defaults(path: Path = LAB_MK) -> dict[str, str]:
     return found
 
 
+# The result storage's environment (not knobs: each SDK reads its own variables). A change of
+# any of them means the storage is checked again; the SECRETS are never printed.
+STORAGE_SECRETS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET",
+)
+STORAGE_ENV = STORAGE_SECRETS + (  # noqa: RUF005  (doctor runs on Python 3.8)
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "STORAGE_EMULATOR_HOST",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+)
+
+
 def client_host(host: str) -> str:
     """Where a client on this machine calls a server listening on `host` (0.0.0.0 and ::
     are not addresses to call)."""

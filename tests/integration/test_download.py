@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -42,7 +44,15 @@ def test_date_fetches_training_and_validation_months_then_skips_them(fhv_server,
     data = Path(lab_env["DATA_DIR"])
     first = _data(fhv_server, lab_env, "DATE=2021-08-15")
     assert first.returncode == 0, first.stderr
-    assert _files(data) == ["fhv_tripdata_2021-06.parquet", "fhv_tripdata_2021-07.parquet"]
+    assert _files(data) == [  # each month with its sha256 beside it (fhvlab.data.checksum)
+        "fhv_tripdata_2021-06.parquet",
+        "fhv_tripdata_2021-06.sha256.json",
+        "fhv_tripdata_2021-07.parquet",
+        "fhv_tripdata_2021-07.sha256.json",
+    ]
+    assert json.loads((data / "fhv_tripdata_2021-06.sha256.json").read_text())["sha256"] == (
+        hashlib.sha256((data / "fhv_tripdata_2021-06.parquet").read_bytes()).hexdigest()
+    )
     assert inspect_parquet(data / "fhv_tripdata_2021-06.parquet") == 3000
     assert "2021-06: 3,000 rows" in first.stdout
     assert sum(fhv_server.hits.values()) == 2
@@ -62,7 +72,9 @@ def test_months_fetches_exactly_those(cli, fhv_server, lab_env):
     assert result.returncode == 0, result.stderr
     assert _files(Path(lab_env["DATA_DIR"])) == [
         "fhv_tripdata_2021-01.parquet",
+        "fhv_tripdata_2021-01.sha256.json",
         "fhv_tripdata_2021-02.parquet",
+        "fhv_tripdata_2021-02.sha256.json",
     ]
 
 
@@ -89,7 +101,10 @@ def test_missing_month_is_named_and_other_months_still_arrive(cli, fhv_server, l
     assert "month 2031-01 is not available" in errors[0]
     assert f"HTTP {status}" in errors[0]
     assert f"{fhv_server.url}/fhv_tripdata_2031-01.parquet" in errors[0]
-    assert _files(Path(lab_env["DATA_DIR"])) == ["fhv_tripdata_2021-06.parquet"]
+    assert _files(Path(lab_env["DATA_DIR"])) == [
+        "fhv_tripdata_2021-06.parquet",
+        "fhv_tripdata_2021-06.sha256.json",
+    ]
     assert fhv_server.hits["/trip-data/fhv_tripdata_2031-01.parquet"] == 1  # 4xx: no retry
 
 
@@ -111,7 +126,7 @@ def test_cut_connection_keeps_failing_leaves_no_file_and_keeps_good_copy(
     assert "month 2021-06: download from" in errors[0]
     assert "failed after 3 attempts" in errors[0]
     assert fhv_server.hits["/trip-data/fhv_tripdata_2021-06.parquet"] == 3
-    assert _files(data) == ["fhv_tripdata_2021-06.parquet"]
+    assert _files(data) == ["fhv_tripdata_2021-06.parquet", "fhv_tripdata_2021-06.sha256.json"]
     assert (data / "fhv_tripdata_2021-06.parquet").read_bytes() == good
 
 
@@ -124,7 +139,7 @@ def test_cut_connection_once_is_retried(fhv_server, fhv_files, tmp_path):
     assert fetched.rows == 3000
     assert fetched.path.read_bytes() == body
     assert fhv_server.hits["/trip-data/fhv_tripdata_2021-07.parquet"] == 2
-    assert _files(tmp_path) == ["fhv_tripdata_2021-07.parquet"]
+    assert _files(tmp_path) == ["fhv_tripdata_2021-07.parquet", "fhv_tripdata_2021-07.sha256.json"]
 
 
 def test_html_with_status_200_is_rejected_as_not_parquet(cli, fhv_server, lab_env):

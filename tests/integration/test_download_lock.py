@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 MONTH = parse_month("2021-01")
 NAME = "fhv_tripdata_2021-01.parquet"
+SIDECAR = "fhv_tripdata_2021-01.sha256.json"
 
 # A separate process that downloads the month (the same code path a flow run takes).
 _DOWNLOAD = (
@@ -93,7 +94,8 @@ def test_concurrent_processes_and_threads_download_a_month_once(fhv_server, fhv_
     downloaded = [r.downloaded for r in results] + [o.split()[1] == "True" for o, _ in outs]
     assert downloaded.count(True) == 1
     assert all(r.rows == 3000 for r in results)
-    assert sorted(p.name for p in dest.iterdir()) == [NAME]  # no lock or temporary file left
+    # No lock or temporary file left; the month's sha256 beside it.
+    assert sorted(p.name for p in dest.iterdir()) == [NAME, SIDECAR]
     assert inspect_parquet(dest / NAME) == 3000
 
 
@@ -137,7 +139,7 @@ def test_stale_parts_are_removed_only_after_their_writer_is_gone(fhv_server, tmp
     assert not live.exists()
     assert not killed.exists()
     assert other.exists()
-    assert sorted(p.name for p in dest.iterdir() if p != other) == [NAME]
+    assert sorted(p.name for p in dest.iterdir() if p != other) == [NAME, SIDECAR]
 
 
 def test_lock_wait_is_bounded(fhv_server, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from fhvlab.local.cohort import WORKER_LIMIT
 from tests.conftest import ROOT, free_port, linked_copy, run_make, wait_for
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,9 @@ def _a_worker_in_another_checkout_runs_it(env, deployment_id: str) -> None:
     assert metrics["val_month"] == "2021-02"
     assert sorted(p.name for p in (where / "data").iterdir()) == [
         "fhv_tripdata_2021-01.parquet",
+        "fhv_tripdata_2021-01.sha256.json",
         "fhv_tripdata_2021-02.parquet",
+        "fhv_tripdata_2021-02.sha256.json",
     ]
     assert not (Path(env["ARTIFACTS_DIR"]) / "metrics-2021-03-15.json").exists()  # ours: untouched
     assert not (second / "env" / "prefect" / "prefect.db").exists()  # no server of its own
@@ -192,12 +195,14 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
         "model-2021-08-15.pkl",
     ]
     data = Path(env["DATA_DIR"])
-    assert sorted(p.name for p in data.iterdir()) == [
+    assert sorted(p.name for p in data.iterdir()) == [  # each month with its sha256
         "fhv_tripdata_2021-06.parquet",
+        "fhv_tripdata_2021-06.sha256.json",
         "fhv_tripdata_2021-07.parquet",
+        "fhv_tripdata_2021-07.sha256.json",
     ]
     # Result persistence is on: the months' statistics (prepare_month's cache, one record
-    # per month file) and small task results; never a month's rows.
+    # per month's content) and small task results; never a month's rows.
     stored = [p for p in (home / "results").rglob("*") if p.is_file()]
     assert {p.name.rsplit("-", 1)[0] for p in stored if p.name.startswith("fhv-month-")} == {
         "fhv-month-2021-06",
@@ -225,9 +230,17 @@ def test_module_end_to_end(prefect_lab, fhv_files, database_env):
 
     _postgres_restart_is_survived(env, deployment["id"], flow_run["id"])
     password = _pg_password(env)
+    for i in range(WORKER_LIMIT + 2):  # a class of workers: fine on PostgreSQL, nothing said
+        beat = {"name": f"student-{i}", "heartbeat_interval_seconds": 60}
+        requests.post(
+            f"{_api(env)}/work_pools/fhv-pool/workers/heartbeat", json=beat, timeout=10
+        ).raise_for_status()
     doctor = run_make("doctor", env=env).stdout
     assert "[ok]   database      PostgreSQL postgresql+asyncpg://prefect:***@" in doctor
     assert "answers" in doctor
+    [workers] = [x for x in doctor.splitlines() if x[7:].startswith("workers")]
+    assert workers.startswith("[ok]   workers"), doctor
+    assert "make postgres" not in doctor
     status = _ok(run_make("server-status", env=env))
     assert "server: database PostgreSQL postgresql+asyncpg://prefect:***@" in status
     for text in (status, doctor, out, again, (home / "server.log").read_text()):

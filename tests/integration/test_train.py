@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import write_synthetic_month
 from fhvlab.model import training
 from tests import reference
-from tests.conftest import ROOT, clean_env, run_make, task_states
+from tests.conftest import ROOT, clean_env, free_port, run_make, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +32,18 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-def test_train_matches_the_reference_then_two_runs_at_once_prepare_each_month_once(env, fhv_files):
-    """`make train` starts the server, downloads, trains; its numbers are the course's.
-    Then (one server for both: it is the slow part) two runs at once, on fresh folders."""
+def test_train_matches_the_reference_then_two_runs_at_once_then_a_second_machine(
+    env, fhv_files, tmp_path
+):
+    """`make train` downloads, trains; its numbers are the course's. Then (one server for
+    all: it is the slow part) two runs at once on fresh folders, and a second machine that
+    shares the result storage: its months and fit are Cached."""
+    env = {**env, "STORAGE_URL": str(tmp_path / "shared-results")}
+    stored = run_make("storage", env=env)  # server, profile, result storage block
+    assert stored.returncode == 0, stored.stderr
+    assert "server: started" in stored.stdout
     result = run_make("train", "DATE=2021-08-15", env=env)
     assert result.returncode == 0, result.stderr
-    assert "server: started" in result.stdout
     art = Path(env["ARTIFACTS_DIR"])
     metrics = json.loads((art / "metrics-2021-08-15.json").read_text())
     ref = reference.main(fhv_files["2021-06"], fhv_files["2021-07"])
@@ -61,7 +69,8 @@ def test_train_matches_the_reference_then_two_runs_at_once_prepare_each_month_on
         "DATA_DIR": env["DATA_DIR"] + "-two",
         "ARTIFACTS_DIR": env["ARTIFACTS_DIR"] + "-two",
     }
-    _two_runs_at_once_prepare_each_month_once(two, fhv_files)
+    _two_runs_at_once_prepare_each_month_once(two)
+    _a_second_machine_hits_the_first_ones_cache(env, fhv_files, metrics, tmp_path / "machine-b")
 
 
 def test_malformed_date_fails_in_one_line_and_writes_nothing(lab_env):
@@ -140,13 +149,15 @@ def _flow_run_id(output: str) -> str:
     return found
 
 
-def _two_runs_at_once_prepare_each_month_once(env, fhv_files) -> None:
+def _two_runs_at_once_prepare_each_month_once(env) -> None:
     """Two `make train` for one date started together: each month is reduced by one run;
-    the other waits for the month's cache lock and reads the result (Cached)."""
+    the other waits for the month's cache lock and reads the result (Cached). The months'
+    content is new (the cache is keyed on content: the first run's months would be Cached)."""
     data = Path(env["DATA_DIR"])
     data.mkdir(parents=True)
     for month in ("2021-06", "2021-07"):
-        shutil.copy(fhv_files[month], data / fhv_files[month].name)
+        name = f"fhv_tripdata_{month}.parquet"
+        write_synthetic_month(data / name, parse_month(month), rows=3000, seed=5)
     cmd = ["make", "--no-print-directory", "-C", str(ROOT), "train", "DATE=2021-08-15"]
     runs = [
         subprocess.Popen(
@@ -165,3 +176,42 @@ def _two_runs_at_once_prepare_each_month_once(env, fhv_files) -> None:
     computed = sum(s.count("Completed") for s in states)
     cached = sum(s.count("Cached") for s in states)
     assert (computed, cached) == (2, 2), states
+
+
+def _a_second_machine_hits_the_first_ones_cache(
+    first: dict[str, str], fhv_files, metrics: dict, folder: Path
+) -> None:
+    """Another checkout's knobs: its own Prefect home, DATA_DIR and ARTIFACTS_DIR, the first
+    machine's server (API_URL) and the same result storage folder (STORAGE_URL). Its months
+    are copied in by hand (no sidecar: each is hashed once). Both prepare_month runs and the
+    fit are Cached: no month's statistics computed, no model fitted; the numbers are equal."""
+    data = folder / "data"
+    data.mkdir(parents=True)
+    for month in ("2021-06", "2021-07"):
+        shutil.copy(fhv_files[month], data / fhv_files[month].name)
+    api = f"http://127.0.0.1:{first['PREFECT_PORT']}/api"
+    second = {
+        **first,
+        "PREFECT_HOME": str(folder / "prefect"),
+        "DATA_DIR": str(data),
+        "ARTIFACTS_DIR": str(folder / "artifacts"),
+        "API_URL": api,  # the first machine's server: `make server` only checks it answers
+        "PREFECT_PORT": str(free_port()),
+    }
+    stored = run_make("storage", env=second)
+    assert stored.returncode == 0, stored.stderr
+    assert "server: started" not in stored.stdout
+    result = run_make("train", "DATE=2021-08-15", env=second)
+    assert result.returncode == 0, result.stderr
+    states = task_states(api, _flow_run_id(result.stdout + result.stderr), 6)
+    assert states["prepare_month"] == ["Cached", "Cached"], states
+    assert states["fit_and_score"] == ["Cached"], states
+    again = json.loads((folder / "artifacts" / "metrics-2021-08-15.json").read_text())
+    for key in ("train_rmse", "val_rmse", "n_features", "train", "val"):
+        assert again[key] == metrics[key], key
+    assert sorted(p.name for p in data.iterdir()) == [  # each hashed once, beside it
+        "fhv_tripdata_2021-06.parquet",
+        "fhv_tripdata_2021-06.sha256.json",
+        "fhv_tripdata_2021-07.parquet",
+        "fhv_tripdata_2021-07.sha256.json",
+    ]

@@ -137,8 +137,10 @@ def _artifacts(api: str, flow_run_id: str, kind: str) -> list[dict]:
 def _months_are_cached_by_file_and_recomputed_when_a_file_changes(
     flows, api: str, fhv_files, folder: Path
 ) -> None:
-    """Second run: both prepare_month runs and the fit Cached. A month file replaced under
-    the same name: that month is computed again (its new numbers), the other still Cached."""
+    """First run, in a new DATA_DIR: both months downloaded, yet their statistics Cached (the
+    steps above reduced the same bytes in other folders: the key is the content, not the
+    folder); the fit is computed. Second run: the fit Cached too. A month file replaced
+    under the same name: that month is computed again (its new numbers), the other Cached."""
     data, art = _dirs(folder)
 
     def run() -> str:
@@ -147,7 +149,9 @@ def _months_are_cached_by_file_and_recomputed_when_a_file_changes(
         return str(state.state_details.flow_run_id)
 
     run_id = run()
-    assert task_states(api, run_id, 6)["prepare_month"] == ["Completed", "Completed"]
+    states = task_states(api, run_id, 6)
+    assert states["prepare_month"] == ["Cached", "Cached"]
+    assert states["fit_and_score"] == ["Completed"]
     bars = _artifacts(api, run_id, "progress")  # both months were downloaded in this run
     assert sorted(a["description"] for a in bars) == [
         "download of FHV month 2021-06",

@@ -379,23 +379,32 @@ def test_a_corrupt_month_is_a_data_error(tmp_path):
         model.month_stats(path)
 
 
-def test_month_cache_key_follows_the_file_not_its_name(tmp_path):
-    """Same file: same key. Rewritten under the same name (new inode, time): another key."""
-    import os
+def test_month_cache_key_follows_the_content_not_the_folder(tmp_path):
+    """Same bytes in another folder (another machine): same key. Other bytes under the same
+    name: another key. The key is computed from the sidecar, without reading the file."""
+    import shutil
 
+    from fhvlab.data import checksum
     from fhvlab.files import atomic_path
 
-    path = tmp_path / "fhv_tripdata_2021-06.parquet"
-    path.write_bytes(b"first")
-    key = training.month_cache_key(path)
-    assert key == training.month_cache_key(str(path))
+    here = tmp_path / "a" / "fhv_tripdata_2021-06.parquet"
+    here.parent.mkdir()
+    here.write_bytes(b"first")
+    key = training.month_cache_key(here)
+    assert key == training.month_cache_key(str(here))
     assert key.startswith("fhv-month-2021-06-")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(b"first")  # same bytes, a new file: recomputed, never trusted
-    assert training.month_cache_key(path) != key
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
-    assert training.month_cache_key(path) != key
+    there = tmp_path / "b" / here.name
+    there.parent.mkdir()
+    shutil.copy(here, there)  # no sidecar: hashed once there
+    assert training.month_cache_key(there) == key
+    assert checksum.read_sidecar(there).sha256 == checksum.compute(here).sha256
+
+    with atomic_path(here) as tmp:
+        tmp.write_bytes(b"other")  # another file under the same name
+    assert training.month_cache_key(here) != key
+    with atomic_path(here) as tmp:
+        tmp.write_bytes(b"first")  # the first bytes again, a new file: the first key
+    assert training.month_cache_key(here) == key
 
 
 def test_fit_cache_key_follows_the_statistics(tmp_path):

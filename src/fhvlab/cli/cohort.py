@@ -1,11 +1,30 @@
-"""`make postgres` / `make postgres-stop`: past one machine, a PostgreSQL for the server."""
+"""`make postgres` / `make postgres-stop`: past one machine, a PostgreSQL for the server;
+and the warning `make up` and `make worker` give a cohort on a SQLite server."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fhvlab import settings
+from fhvlab.local import database, record
+from fhvlab.local.cohort import crowd_warning, online_workers
 from fhvlab.local.postgres import DATABASE, HOST, Cluster, cluster_dir, start, stop
+
+
+def warn_if_crowded(api_url: str, joining: int = 0) -> None:
+    """One `warning:` line when the lab's server runs on SQLite and more than a few workers
+    poll it (those ONLINE in its pools, plus `joining` about to start). Silent on PostgreSQL,
+    for a server the lab did not start (its database is unknown here), or when it cannot tell.
+    """
+    if not record.is_lab_server(api_url):
+        return
+    if not database.started_on(settings.prefect_home()).startswith("SQLite"):
+        return
+    online = online_workers(record.Api(api_url).call)
+    line = crowd_warning(True, online + joining) if online is not None else ""
+    if line:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def cmd_postgres_start(args: argparse.Namespace) -> int:

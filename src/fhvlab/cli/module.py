@@ -12,7 +12,7 @@ import logging
 import sys
 
 from fhvlab import settings
-from fhvlab.cli import chain, common
+from fhvlab.cli import chain, cohort, common
 from fhvlab.data.months import months_for, parse_date, parse_month
 from fhvlab.errors import LabError
 from fhvlab.local import database, server
@@ -125,8 +125,12 @@ def cmd_server_status(args: argparse.Namespace) -> int:
 
 
 def cmd_api_check(args: argparse.Namespace) -> int:
-    """Exit 1 with the fix when the API is down (used before targets that need it)."""
-    server.require_api(common.api_url(args))
+    """Exit 1 with the fix when the API is down (used before targets that need it);
+    --joining N: warn when N more workers would crowd a SQLite server (`make worker`)."""
+    url = common.api_url(args)
+    server.require_api(url)
+    if args.joining is not None:
+        cohort.warn_if_crowded(url, joining=args.joining)
     return 0
 
 
@@ -159,6 +163,14 @@ def cmd_storage(args: argparse.Namespace) -> int:
     from fhvlab.cli import chain
 
     return chain.run_target("storage", args)
+
+
+def cmd_storage_check(args: argparse.Namespace) -> int:
+    """`make doctor`'s storage line: the result storage a run would use answers (one probe)."""
+    from fhvlab.orchestration import storage
+
+    print(f"storage-check: {storage.check_default()} answers (an object written, read, deleted)")
+    return 0
 
 
 def cmd_work_queue(args: argparse.Namespace) -> int:
@@ -280,6 +292,7 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
 
     check = sub.add_parser("api-check", help="fail with the fix if the Prefect API is down")
     common.add_api_arg(check)
+    check.add_argument("--joining", type=int, default=None, help="workers about to start")
     check.set_defaults(func=cmd_api_check)
 
     config = sub.add_parser("config", help="set the lab profile's API URL")
@@ -291,6 +304,8 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     chain.add_chain_args(storage, knobs)
     storage.add_argument("--url", default=knobs.result_storage, help="folder or fsspec URL")
     storage.set_defaults(func=cmd_storage)
+    check_storage = sub.add_parser("storage-check", help="does the runs' result storage answer?")
+    check_storage.set_defaults(func=cmd_storage_check)
 
     queue = sub.add_parser("work-queue", help="process work pool and queue")
     chain.add_chain_args(queue, knobs)

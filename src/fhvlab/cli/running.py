@@ -6,7 +6,7 @@ import argparse
 import os
 
 from fhvlab import settings
-from fhvlab.cli import common
+from fhvlab.cli import cohort, common
 from fhvlab.errors import LabError
 from fhvlab.local import server
 
@@ -19,6 +19,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from fhvlab.cli import chain
 
     code = chain.run_target("up", args)
+    if code == 0:
+        cohort.warn_if_crowded(common.api_url(args))
     knobs = settings.current()
     print(
         f"up: UI http://{knobs.client_host}:{knobs.prefect_port}; "

@@ -8,6 +8,7 @@ from fhvlab import settings
 from fhvlab.cli import common
 from fhvlab.data.months import parse_date
 from fhvlab.local import server
+from fhvlab.orchestration import storage
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -63,8 +64,13 @@ def cmd_knobs(args: argparse.Namespace) -> int:
         shown = (
             "*****" if hasattr(value, "get_secret_value") and value.get_secret_value() else value
         )
+        shown = storage.shown(shown) if name == "storage_url" else shown
         print(f"{name.upper()}={'' if hasattr(shown, 'get_secret_value') else shown}")
-    print(f"# derived: API {knobs.lab_api_url}, result storage {knobs.result_storage}")
+    print(
+        f"# derived: API {knobs.lab_api_url}, result storage {storage.shown(knobs.result_storage)}"
+    )
+    for line in storage.settings_shown():  # what the storage's SDK reads (secrets masked)
+        print(f"# storage environment: {line}")
     return 0
 
 

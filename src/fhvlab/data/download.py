@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import requests
 
 from fhvlab import files
-from fhvlab.data import http
+from fhvlab.data import checksum, http
 from fhvlab.data.http import Cancelled, CancelToken, Progress, make_session
 from fhvlab.data.months import Month
 from fhvlab.errors import DownloadError
@@ -174,11 +174,15 @@ def download_month(
     in `dest_dir`: one downloads, the others wait and then find the valid file. The
     holder first removes temporary files a killed download left behind, and refuses a
     body larger than the free disk space before writing anything (DiskSpaceError).
+
+    The file's sha256 is kept beside it (fhvlab.data.checksum): computed here once, for a
+    download and for a month found without one.
     """
     final = dest_dir / month_filename(month)
     start = time.monotonic()
     # A final file only ever appears by rename, so reading it without the lock is safe.
     if not force and not stale_parts(dest_dir, month) and (rows := valid_rows(final)):
+        checksum.file_sha256(final)  # a month from an older lab, or copied in: hashed once
         return Fetched(month, final, rows, final.stat().st_size, 0.0, downloaded=False)
     ensure_writable_dir(dest_dir)
     url = month_url(base_url, month)
@@ -188,12 +192,15 @@ def download_month(
         with month_lock(dest_dir, month, lock_timeout, cancel):
             remove_stale_parts(dest_dir, month)
             if not force and (rows := valid_rows(final)) is not None:
+                checksum.file_sha256(final)
                 return Fetched(month, final, rows, final.stat().st_size, 0.0, downloaded=False)
             with atomic_path(final) as tmp:
                 size = http.fetch_with_retries(
                     session, url, month, tmp, attempts, backoff, timeout, progress, cancel
                 )
                 rows = inspect_parquet(tmp)
+                kept = checksum.compute(tmp)  # the rename keeps its inode, size and time
+            checksum.write_sidecar(final, kept)
     finally:
         if own_session:
             session.close()

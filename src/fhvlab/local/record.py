@@ -52,7 +52,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
 # Environment variables each step's inputs digest covers (besides every PREFECT_* one).
 STEP_ENV: dict[str, tuple[str, ...]] = {
     "config": ("API_URL", "UI_API_URL", "PREFECT_HOST", "PREFECT_PORT", "PREFECT_HOME"),
-    "storage": ("API_URL", "STORAGE_URL", "PREFECT_HOME", "DATABASE_URL"),
+    "storage": ("API_URL", "STORAGE_URL", "PREFECT_HOME", "DATABASE_URL", *knobs.STORAGE_ENV),
     "work-queue": ("API_URL", "WORK_POOL", "WORK_QUEUE", "DATABASE_URL"),
     "deploy": ("API_URL", "WORK_POOL", "WORK_QUEUE", "DEPLOYMENT", "DATABASE_URL"),
 }

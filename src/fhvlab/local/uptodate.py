@@ -97,10 +97,14 @@ def check_storage(env: Mapping[str, str], home: Path, entry: Mapping[str, Any]) 
     found = Api(api_url(env)).call(f"/block_documents/{quote(block['id'])}")
     if not isinstance(found, dict) or block_digest(found) != block.get("digest"):
         return Verdict(False, "block changed or missing")
+    default = Api(api_url(env)).call("/admin/storage")  # prefect result-storage inspect
+    default_id = default.get("default_result_storage_block_id") if isinstance(default, dict) else 0
+    if default_id != block["id"]:
+        return Verdict(False, "the server's default result storage is another block")
     return Verdict(
         True,
-        f"block {entry.get('slug')} -> {entry.get('where')} already saved; "
-        "result persistence already on with that block",
+        f"block {entry.get('slug')} -> {entry.get('where')} already saved and the server's "
+        "default; result persistence already on with that block (make doctor probes it)",
     )
 
 

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fhvlab.data import checksum
 from fhvlab.data.months import Month, months_for, parse_date
 from fhvlab.errors import DataError
 from fhvlab.files import temp_beside
@@ -60,29 +61,23 @@ def artifact_paths(folder: Path, run_date: date) -> ArtifactPaths:
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return checksum.compute(path).sha256
 
 
 def month_cache_key(path: str | Path) -> str:
-    """Cache key of a month's statistics: the file's identity and the code that reduces it.
+    """Cache key of a month's statistics: the file's content and the code that reduces it.
 
-    The file is named by its absolute path, device, inode, size and modification time (ns):
-    month files only ever appear by rename (fhvlab.files), so a re-download or a new file
-    under the same name changes the inode and the time, and the key. The sources of
-    fhvlab.model.duration and fhvlab.model.training are part of the key, so changed code recomputes.
-    The file itself is not read: a cache hit costs one stat.
+    The content is named by its sha256, kept beside the file (fhvlab.data.checksum: hashed
+    once, again only when the file's size, time or inode changed), so the same month has the
+    same key on any machine, in any folder, and a changed file has another. The sources of
+    fhvlab.model.duration and fhvlab.model.training are part of the key, so changed code
+    recomputes. The month's name stays in the key (its description names the file). A cache
+    hit reads the small sidecar, not the parquet file.
     """
-    resolved = Path(path).resolve()
-    st = resolved.stat()
-    digest = hashlib.sha256()
-    for part in (str(resolved), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
-        digest.update(f"{part}\0".encode())
+    month_file = Path(path)
+    digest = hashlib.sha256(f"{checksum.file_sha256(month_file)}\0".encode())
     _code_digest(digest)
-    return f"fhv-month-{resolved.stem.removeprefix('fhv_tripdata_')}-{digest.hexdigest()[:32]}"
+    return f"fhv-month-{month_file.stem.removeprefix('fhv_tripdata_')}-{digest.hexdigest()[:32]}"
 
 
 def _code_digest(digest: Any) -> None:
@@ -121,7 +116,7 @@ def describe_month(path: Path, stats: model.MonthStats) -> dict[str, Any]:
     """Row counts, mean duration and checksum of one input file."""
     return {
         "file": path.name,
-        "sha256": sha256(path),
+        "sha256": checksum.file_sha256(path),
         "rows_read": stats.rows_read,
         "rows_kept": stats.rows,
         "mean_duration_minutes": stats.mean_duration,

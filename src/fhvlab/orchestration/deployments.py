@@ -55,15 +55,23 @@ def config(home: Path, api_url: str, ui_api_url: str, say: Say) -> None:
 
 
 def storage(home: Path, api_url: str, url: str, say: Say) -> None:
-    """The result-storage block (saved with overwrite) and persistence on, in the profile."""
-    remote = "://" in url and not url.startswith("file://")
+    """Check the storage answers, then the result-storage block (saved with overwrite), the
+    server's default result storage (every worker of the cohort), persistence on."""
+    from fhvlab.orchestration import storage as results
+
+    remote = results.is_remote(url)
     kind = "RemoteFileSystem" if remote else "LocalFileSystem"
+    shown = results.shown(url)
+    env = ", ".join(results.settings_shown()) or "no storage variables set"
+    how = f" (package {results.package_of(url)}; {env})" if remote else ""
+    say(f"checking {shown}: write, read and delete one object{how}")
     say(
         f"$ python -c 'from prefect.filesystems import {kind}; "
-        f'{kind}(basepath="{url}").save("{orchestration.STORAGE_BLOCK}", overwrite=True)\''
+        f'{kind}(basepath="{shown}").save("{orchestration.STORAGE_BLOCK}", overwrite=True)\''
     )
     slug, where = orchestration.save_storage(url)
-    say(f"block {slug} -> {where} (saved with overwrite: same block every time)")
+    say(f"block {slug} -> {results.shown(where)} (answers; saved with overwrite: same block)")
+    say(f"$ prefect result-storage set {slug}  (the server's default: workers of every checkout)")
     say(
         "$ prefect config set PREFECT_RESULTS_PERSIST_BY_DEFAULT=true "
         f"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK={slug}"
@@ -80,8 +88,8 @@ def storage(home: Path, api_url: str, url: str, say: Say) -> None:
         "inputs": record.step_inputs("storage"),
         "profile": _stored(home, STORAGE_SETTINGS),
         "slug": slug,
-        "where": where,
-        "folder": where if kind == "LocalFileSystem" else None,
+        "where": results.shown(where),
+        "folder": None if remote else where,
     }
     if block:
         entry["block"] = {"id": block["id"], "digest": record.block_digest(block)}

@@ -7,7 +7,6 @@ Import this module only after the environment is set (Prefect reads settings at 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -75,20 +74,20 @@ def update_profile(values: dict[str, str | None]) -> list[str]:
 
 
 def save_storage(url: str) -> tuple[str, str]:
-    """Save the result-storage block (replaces `prefect storage create`); return (slug, basepath).
+    """Check, then save the result-storage block (replaces `prefect storage create`) and make
+    it the server's default (`prefect result-storage set`); return (slug, basepath).
 
-    A plain folder becomes a LocalFileSystem block; an fsspec URL (s3://..., gcs://...)
-    a RemoteFileSystem block. Saving again updates the same block (same id).
+    A plain folder becomes a LocalFileSystem block; an fsspec URL (s3://..., gs://...) a
+    RemoteFileSystem block. Nothing is saved unless an object can be written, read and
+    deleted through it (StorageError otherwise). Saving again updates the same block.
     """
-    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+    from fhvlab.orchestration import api, storage
 
-    if "://" in url and not url.startswith("file://"):
-        block = RemoteFileSystem(basepath=url)
-    else:
-        folder = Path(url.removeprefix("file://")).expanduser().resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        block = LocalFileSystem(basepath=str(folder))
-    block.save(STORAGE_BLOCK, overwrite=True)
+    storage.probe(url)
+    block = storage.block_for(url)
+    block_id = block.save(STORAGE_BLOCK, overwrite=True)
+    with api.client() as client:
+        client.update_server_default_result_storage(block_id)
     return f"{block.get_block_type_slug()}/{STORAGE_BLOCK}", str(block.basepath)
 
 
