@@ -80,7 +80,7 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     # The run's last event is fhv.watch.checked: once the server has stored it (in batches,
     # within seconds), it has the run's announcements too.
     checked = _published_by(run.id, w.CHECKED_EVENT)
-    stored_by = time.monotonic() + 15
+    stored_by = time.monotonic() + 60  # at most; a second or two on a quiet machine
     while not checked and time.monotonic() < stored_by:
         time.sleep(1.0)
         checked = _published_by(run.id, w.CHECKED_EVENT)
