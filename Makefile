@@ -225,7 +225,7 @@ worker: $(STAMP) ## run a worker on WORK_POOL (course: prefect agent start); ONC
 	  --install-policy never $(if $(filter 1 yes true,$(ONCE)),--run-once,)
 
 .PHONY: run
-run: $(STAMP) ## trigger the deployment now for DATE (prefect deployment run); WATCH=1 waits for it
+run: $(STAMP) ## trigger the deployment now for DATE, run train-DATE (says first if DATE is trained already); WATCH=1 waits for it
 	@$(VPY) -m fhvlab run --date "$(DATE)" $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout 1800,)
 
 # issue 20: runs started by events. `make deploy` creates the fhv-watch deployment (WATCH_CRON)
@@ -284,11 +284,11 @@ alerts-off: $(STAMP) ## remove the alerts automation and its webhook block
 BACKFILL_RANGE = --from "$(FROM)" --to "$(TO)" --cron "$(CRON)" --timezone "$(TIMEZONE)"
 
 .PHONY: backfill
-backfill: $(STAMP) ## train every CRON date in [FROM, TO]: runs backfill-DATE, CONCURRENCY at a time; WATCH=1 waits
+backfill: $(STAMP) ## train every CRON date in [FROM, TO] not trained yet (RERUN=all: every date), CONCURRENCY at a time; WATCH=1 waits
 	@if ! $(VPY) -m fhvlab deployed --name fhv-backfill/fhv-backfill --limit 1; then \
-	  $(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" && \
+	  $(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" && \
 	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi
-	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --pool "$(WORK_POOL)" \
+	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" --pool "$(WORK_POOL)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout "$(WATCH_TIMEOUT)",)
 
 .PHONY: report
@@ -298,6 +298,10 @@ report: $(STAMP) ## rebuild the summary of backfill FROM..TO: artifacts/backfill
 .PHONY: bench-ops
 bench-ops: $(STAMP) ## benchmark: each set-up target cold and warm, make run WATCH=1, and the floor (scripts/noop.py), in seconds and floors
 	@cd $(ROOT) && $(VPY) scripts/bench_ops.py
+
+.PHONY: bench-watch
+bench-watch: $(STAMP) ## benchmark: make watch WATCH=1 (three new months, trigger and training) against the floor, in a throw-away lab
+	@cd $(ROOT) && $(VPY) scripts/bench_watch.py
 
 .PHONY: bench-backfill
 bench-backfill: server ## benchmark: backfills of 6 and 24 dates (two designs) vs sequential `make train`; BENCH_120=1 adds 120 dates

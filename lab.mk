@@ -32,6 +32,7 @@ WORKER_POLL   ?= 3                       # seconds between a worker's polls for 
 WATCH         ?= 0                       # 1: `make run` / `make backfill` wait for the runs to finish
 FROM          ?=                         # `make backfill` / `make report`: first date YYYY-MM-DD
 TO            ?=                         # ... and last date (included)
+RERUN         ?= failed                  # `make backfill`: failed = run again the dates with no COMPLETED run (FAILED, CRASHED, CANCELLED); all = every date
 CONCURRENCY   ?= 2                       # backfill dates running at once (threads of the one backfill run; one such run at a time)
 WATCH_TIMEOUT ?= 1800                    # seconds `make backfill WATCH=1` (and `make watch WATCH=1`) waits at most
 DATABASE_URL  ?=                         # server database: empty = SQLite in PREFECT_HOME; postgresql+asyncpg://user:pw@host:port/db

@@ -1,8 +1,9 @@
 """The backfill flow: the training flow once per date, as subflow runs, a few at a time.
 
 Started by `make backfill FROM=... TO=...` (a run of the `fhv-backfill` deployment, picked
-up by a worker). Each date is its own flow run `backfill-YYYY-MM-DD` (tag `backfill`,
-parameter `date`): a subflow run of this one, with its own state, logs and artifacts.
+up by a worker). It asks the server which dates are trained or in flight (by any path) and
+trains the others, each as the flow run `train-YYYY-MM-DD` (tag `backfill`, parameter
+`date`): a subflow run of this one, with its own state, logs and artifacts.
 At most `concurrency` dates run at once (a thread pool of that size), and the deployment's
 concurrency limit (1, in prefect.yaml) lets one backfill run at a time: never more than
 CONCURRENCY dates, whatever number of `make backfill` calls or workers.
@@ -25,24 +26,24 @@ from train import train  # flows/train.py: Prefect puts this file's folder on sy
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def dates_to_run(dates: list[str]) -> list[str]:
-    """The dates that still need a run: not COMPLETED, and not running in another run."""
-    todo, skipped = backfill_runs.dates_still_to_run(dates)
-    for day, state in skipped.items():
-        get_run_logger().info("%s: skipped, its latest run is %s", bf.run_name(day), state)
+def dates_to_run(dates: list[str], rerun: str) -> list[str]:
+    """The one question: the dates not in flight, and (rerun 'failed') not trained."""
+    todo, found = backfill_runs.dates_to_run(dates, rerun)
+    for day in sorted(set(dates) - set(todo)):
+        run = found.shown(date.fromisoformat(day))
+        get_run_logger().info("%s: skipped, run %r is %s", day, run.name, run.state)
     return todo
 
 
 @task(cache_policy=NO_CACHE, task_run_name="train-{day}", retries=3, retry_delay_seconds=10)
 def train_date(day: str) -> dict[str, Any]:
-    """Run the training flow for `day` as the subflow run backfill-DAY; its final state.
+    """Run the training flow for `day` as the subflow run train-DAY; its final state.
 
     A date whose run fails is not retried here (the next `make backfill` runs it again);
     the task is retried only when the run could not even be created (API unreachable).
     """
-    with tags(bf.TAG):
-        run = train.with_options(flow_run_name=bf.run_name(date.fromisoformat(day)))
-        state = run(date=day, return_state=True)
+    with tags(bf.TAG):  # its origin; the run names itself train-DAY
+        state = train(date=day, return_state=True)
     return {"date": day, "state": state.type.value, "message": state.message or ""}
 
 
@@ -65,21 +66,21 @@ def backfill(
     dates: list[str],
     range_from: str,
     range_to: str,
-    range_dates: list[str] | None = None,
     concurrency: int = 2,
+    rerun: str = "failed",
 ) -> State:
-    """Train each of `dates` (at most `concurrency` at a time), then summarise the range.
+    """Train each of `dates` that needs it (at most `concurrency` at a time), then summarise.
 
-    The summary covers `range_dates`, every cron date of [range_from, range_to] (this
-    run's dates and those an earlier call already ran).
+    `rerun` "failed" trains the dates with no COMPLETED run, "all" every date; a date in
+    flight is never started twice. The summary covers every date, whoever trained it.
     """
-    todo = dates_to_run(dates)
+    todo = dates_to_run(dates, rerun)
     get_run_logger().info("%d of %d dates to run, %d at a time", len(todo), len(dates), concurrency)
     with ThreadPoolTaskRunner(max_workers=max(1, concurrency)) as runner:
         futures = [runner.submit(train_date, {"day": day}) for day in todo]
         # each date's outcome, or the error of a date that could not be started
         outcomes = [future.result(raise_on_failure=False) for future in futures]
-    summary = write_summary(sorted(set(range_dates or []) | set(dates)), range_from, range_to)
+    summary = write_summary(dates, range_from, range_to)
     failed = bf.not_completed(todo, outcomes)
     if failed:
         names = ", ".join(failed)

@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import CacheKeyFnPolicy
-from prefect.runtime import flow_run
+from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
+from prefect.runtime import deployment, flow_run
+from prefect.states import Cancelled, Completed, State
 
 from fhvlab import settings
 from fhvlab.data.download import download_month
@@ -30,6 +31,7 @@ from fhvlab.errors import LabError
 from fhvlab.model import duration as model
 from fhvlab.model import training
 from fhvlab.orchestration import storage as results
+from fhvlab.orchestration import trained
 from fhvlab.orchestration.locks import ProcessLockManager
 
 
@@ -122,13 +124,33 @@ def save(dv: bytes, lr: bytes, metrics: dict[str, Any], out_dir: str) -> dict[st
     return record
 
 
-@flow(name="fhv-duration-training")
+def run_date() -> str:
+    """The run's date: its `date` parameter, else its scheduled day."""
+    day = flow_run.parameters.get("date")
+    return day or flow_run.scheduled_start_time.date().isoformat()
+
+
+def run_name() -> str:
+    """Each training run is named after its date (train-2021-08-15), whatever started it."""
+    return trained.run_name(run_date())
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def one_question(date: str) -> trained.Skip | None:
+    """Tag the run with its origin; a schedule or event run asks whether its date is
+    trained, or an earlier run is training it (then it does not train)."""
+    origin, skip = trained.check_run(flow_run.id, date)
+    get_run_logger().info("date %s, origin %s%s", date, origin, f": {skip.message}" if skip else "")
+    return skip
+
+
+@flow(name="fhv-duration-training", flow_run_name=run_name)
 def train(
     date: str | None = None,
     data_dir: str | None = None,
     artifacts_dir: str | None = None,
     data_url: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Train on DATE-2 months, validate on DATE-1, save artifacts; returns the metrics.
 
     `date` defaults to the run's scheduled date (so a monthly schedule trains on the
@@ -136,8 +158,10 @@ def train(
     """
     logger = get_run_logger()
     if date is None:
-        date = flow_run.scheduled_start_time.date().isoformat()
+        date = run_date()
         logger.info("no date given: using the run's scheduled date %s", date)
+    if trained.asks(deployment.id, flow_run.tags) and (skip := one_question(date)):
+        return Completed(message=skip.message) if skip.trained else Cancelled(message=skip.message)
     plan = training.plan(date)
     logger.info("date %s: train on %s, validate on %s", date, plan.train_month, plan.val_month)
     data_dir = data_dir or str(settings.data_dir())
@@ -173,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         training.plan(args.date)  # a bad date fails here, before any flow run exists
         where = results.check_default()  # ... and so does a result storage that does not answer
-        with results.watch_unpersisted() as lost:
+        with results.watch_unpersisted() as lost, tags("manual"):
             record = train(date=args.date)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)

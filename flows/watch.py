@@ -3,21 +3,20 @@
 Deployed by `make deploy` as fhv-watch/fhv-watch on WATCH_CRON; run now with `make watch`
 (or: .venv/bin/python flows/watch.py). Each new month becomes an event
 `fhv.month.published` (resource fhv.month.YYYY-MM); the training deployment's trigger
-(prefect.yaml) turns it into a training run for the date that month completes.
-See docs/events.md.
+(prefect.yaml) turns it into a training run for the date that month completes. The
+event's id is derived from the month: Prefect's server stores it, and its trigger acts on
+it, once, however many watch runs announce the month. See docs/events.md.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 
 from fhvlab import settings
@@ -27,22 +26,10 @@ from fhvlab.orchestration import watch as w
 from fhvlab.orchestration import watch_runs
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def ensure_watch_limit() -> str:
-    """The global concurrency limit `fhv-watch` (1 slot) exists."""
-    return watch_runs.ensure_limit(w.LIMIT)
-
-
 @task(cache_policy=NO_CACHE)
 def read_known(data_dir: str) -> dict[str, Any]:
-    """Months in DATA_DIR (with sizes) and months already announced (Variable and events)."""
-    record = watch_runs.read_record()
-    from_events = watch_runs.announced_by_events()
-    if missing := sorted(set(from_events) - {str(m) for m in w.announced_months(record)}):
-        # a run died after its event reached the server, before recording it: record now
-        record = w.with_event_months(record, missing)
-        watch_runs.save_record(record)
-    announced = [str(m) for m in w.announced_months(record)]
+    """Months in DATA_DIR (with sizes) and months already announced (the server's events)."""
+    announced = watch_runs.announced_by_events()
     local = {str(m): size for m, size in w.local_months(Path(data_dir)).items()}
     get_run_logger().info(
         "known: %s in %s; announced before: %s",
@@ -50,24 +37,7 @@ def read_known(data_dir: str) -> dict[str, Any]:
         data_dir,
         ", ".join(announced) or "none",
     )
-    return {"record": record, "announced": announced, "local": local}
-
-
-@task(cache_policy=NO_CACHE)
-def check_answered(record: dict[str, Any]) -> list[str]:
-    """Warn about announced months whose training date has no run: the trigger was off."""
-    dates = [str(w.training_date(m)) for m in w.announced_months(record)]
-    missing = w.unanswered(record, watch_runs.dates_with_runs(dates), datetime.now(UTC))
-    for month in missing:
-        day = w.training_date(month)
-        get_run_logger().warning(
-            "%s was announced but no training run for %s exists (was the trigger off when its "
-            "event came? events are not replayed): make run DATE=%s",
-            month,
-            day,
-            day,
-        )
-    return [str(m) for m in missing]
+    return {"announced": announced, "local": local}
 
 
 @task(cache_policy=NO_CACHE)
@@ -92,31 +62,26 @@ def find_published(data_url: str, months: list[str], smallest: int) -> w.Finding
 
 
 @task(cache_policy=NO_CACHE)
-def announce(probe: w.Probe, record: dict[str, Any]) -> dict[str, Any]:
-    """Emit fhv.month.published once, wait until the server has it, then record it."""
-    logger = get_run_logger()
+def announce(probe: w.Probe) -> None:
+    """Emit fhv.month.published for the month, with its id; marked trained when its training
+    date has a COMPLETED run or one in flight (the trigger then starts nothing)."""
     day = w.training_date(probe.month)
-    trained = day.isoformat() in watch_runs.completed_dates([day])
+    run = watch_runs.busy(day)
     event = emit_event(
         event=w.EVENT,
-        resource=w.event_resource(probe, trained),
-        payload=w.event_payload(probe, trained),
+        resource=w.event_resource(probe, run is not None),
+        payload=w.event_payload(probe, run is not None),
+        id=w.event_id(probe.month),
     )
     if event is None:
         raise LabError("Prefect did not emit the event (no API configured?)")
-    waited = watch_runs.wait_until_stored(str(event.id))
-    now = datetime.now(UTC).isoformat()
-    new_record = w.with_announced(record, probe, str(event.id), now, trained)
-    watch_runs.save_record(new_record)
-    logger.info(
-        "announced %s (event %s, stored after %.1f s): training date %s%s",
+    get_run_logger().info(
+        "announced %s (event %s): training date %s%s",
         probe.month,
         event.id,
-        waited,
         day,
-        " already has a COMPLETED run: not trained again" if trained else "",
+        f": run {run.name!r} is {run.state}, not trained again" if run else "",
     )
-    return new_record
 
 
 @task(cache_policy=NO_CACHE)
@@ -145,7 +110,7 @@ def watch(
 
     Looks at most `ahead` months past the newest month in DATA_DIR, announced before, or
     `watch_from` (YYYY-MM); those default to WATCH_AHEAD and WATCH_FROM, the locations to
-    DATA_URL and DATA_DIR. One watch at a time announces (global concurrency limit).
+    DATA_URL and DATA_DIR.
     """
     knobs = settings.current()
     ahead = ahead or w.parse_ahead(knobs.watch_ahead)
@@ -153,18 +118,14 @@ def watch(
     data_url = data_url or settings.data_url()
     data_dir = data_dir or str(settings.data_dir())
     start_from = parse_month(watch_from) if watch_from else None
-    ensure_watch_limit()
-    with concurrency(w.LIMIT, occupy=1, timeout_seconds=600, strict=True):
-        known = read_known(data_dir)
-        check_answered(known["record"])
-        newest = w.newest_known(
-            map(parse_month, known["local"]), map(parse_month, known["announced"]), start_from
-        )
-        months = [str(m) for m in w.months_to_probe(newest, ahead)]
-        found = find_published(data_url, months, w.min_size(known["local"].values()))
-        record = known["record"]
-        for probe in found.published:
-            record = announce(probe, record)
+    known = read_known(data_dir)
+    newest = w.newest_known(
+        map(parse_month, known["local"]), map(parse_month, known["announced"]), start_from
+    )
+    months = [str(m) for m in w.months_to_probe(newest, ahead)]
+    found = find_published(data_url, months, w.min_size(known["local"].values()))
+    for probe in found.published:
+        announce(probe)
     announced = [str(p.month) for p in found.published]
     report(months, found)
     return announced

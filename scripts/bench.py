@@ -21,19 +21,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchlib import ROOT, serve
 from fhvlab.data.months import parse_month
 from fhvlab.data.synthetic import synthetic_month, write_synthetic_month
 from fhvlab.files import atomic_path
 
-ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"
 ROWS = int(os.environ.get("BENCH_ROWS", "1100000"))
 MONTHS = ("2021-06", "2021-07")
@@ -190,19 +187,6 @@ def big(ref_rss_ordinary: float) -> None:
         print(f"  failed after {wall:.1f} s (exit {code}), peak RSS {rss:.0f} MB: {last[:200]}")
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve(folder: Path) -> tuple[ThreadingHTTPServer, str]:
-    """A loopback HTTP server for `folder` (static files)."""
-    handler = partial(_QuietHandler, directory=str(folder))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help="also the two 23 M-row months")
@@ -237,13 +221,12 @@ def main() -> None:
         )
     )
 
-    httpd, url = serve(train.parent)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-data-"))
-    denv = {**os.environ, "DATA_DIR": str(data_dir), "DATA_URL": url}
-    fetch = [PY, "-m", "fhvlab", "data", "--months", *MONTHS]
-    dl_wall, dl_rss, _, _, _ = measure(fetch, denv)
-    again_wall, _, _, _, _ = measure(fetch, denv)
-    httpd.shutdown()
+    with serve(train.parent) as url:
+        denv = {**os.environ, "DATA_DIR": str(data_dir), "DATA_URL": url}
+        fetch = [PY, "-m", "fhvlab", "data", "--months", *MONTHS]
+        dl_wall, dl_rss, _, _, _ = measure(fetch, denv)
+        again_wall, _, _, _, _ = measure(fetch, denv)
     shutil.rmtree(data_dir)
 
     rows = [

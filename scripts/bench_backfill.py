@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,11 +33,10 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from fhvlab.data.months import months_for  # noqa: E402
-from fhvlab.data.synthetic import write_synthetic_month  # noqa: E402
+from benchlib import ROOT, free_port
+from fhvlab.data.months import months_for
+from fhvlab.data.synthetic import write_synthetic_month
+from fhvlab.orchestration.trained import run_name
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1100000"))
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "4")
@@ -68,12 +66,6 @@ def generate(folder: Path, dates: list[str]) -> None:
         print(f"bench-backfill: generating {len(missing)} months of {ROWS:,} rows", flush=True)
     for month in missing:
         write_synthetic_month(folder / f"fhv_tripdata_{month}.parquet", month, ROWS, seed=42)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def load() -> str:
@@ -111,8 +103,8 @@ def when(text: str) -> datetime:
 
 
 def date_runs(api: str, dates: list[str]) -> list[dict]:
-    """The per-date runs (backfill-DATE) of `dates`."""
-    names = [f"backfill-{d}" for d in dates]
+    """The per-date runs (train-DATE) of `dates`."""
+    names = [run_name(d) for d in dates]
     found: list[dict] = []
     for i in range(0, len(names), 50):
         found += requests.post(
@@ -127,7 +119,7 @@ def design_a(dates: list[str], concurrency: int) -> None:
     """PROTOTYPE of design (a), run in its own process (`bench_backfill.py design-a ...`).
 
     One run of the training deployment per date, scheduled at the date's cron time (as
-    Prefect's server backfill would), named backfill-DATE, tagged backfill; the deployment's
+    Prefect's server backfill would), named train-DATE, tagged backfill; the deployment's
     concurrency limit caps them (ENQUEUE); waits for each with Prefect's wait_for_flow_run.
     """
     import asyncio
@@ -153,7 +145,7 @@ def design_a(dates: list[str], concurrency: int) -> None:
             http.create_flow_run_from_deployment(
                 deployment.id,
                 parameters={"date": d},
-                name=f"backfill-{d}",
+                name=run_name(d),
                 tags=["backfill"],
                 idempotency_key=f"bench-design-a-{d}",
                 state=Scheduled(scheduled_time=datetime.fromisoformat(f"{d}T09:00:00+00:00")),

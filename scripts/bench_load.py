@@ -21,19 +21,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import date, datetime
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
 
+from benchlib import ROOT, clean_env, free_port, make, serve
 from fhvlab.data.months import Month
 from fhvlab.data.synthetic import write_synthetic_month
 
-ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"
 FLOW, DEPLOYMENT, POOL = "fhv-duration-training", "fhv-monthly", "fhv-pool"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -60,49 +57,6 @@ def generate(dates: list[date], rows: int) -> Path:
             write_synthetic_month(path, month, rows, seed=month.month)
     print(f"bench-load: {len(needed)} generated months of {rows:,} rows in {folder}", flush=True)
     return folder
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve(folder: Path) -> tuple[ThreadingHTTPServer, str]:
-    """A loopback HTTP server for `folder`."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(folder)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without the lab's knobs (make exported them), plus `extra`."""
-    knobs = set(re.findall(r"^([A-Z_]+)\s*\?=", (ROOT / "Makefile").read_text(), re.MULTILINE))
-    drop = knobs | {"LAB_ROOT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "UV_PROJECT_ENVIRONMENT"}
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PREFECT_")}
-    return {**env, **extra}
-
-
-def make(env: dict[str, str], *targets: str) -> str:
-    """Run `make targets` in the lab; its stdout, or exit with its output."""
-    done = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), *targets],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"bench-load: make {' '.join(targets)} failed:\n{done.stderr[-2000:]}")
-    return done.stdout
 
 
 def _ts(text: str | None) -> float | None:
@@ -214,6 +168,35 @@ def leg(name: str, base: dict[str, str], dates: list[date], concurrency: int, wo
     }
 
 
+def database_leg(name: str, url: str, dates: list[date], args: argparse.Namespace) -> dict:
+    """One database's leg in a fresh lab (for PostgreSQL, a fresh `make postgres` cluster)."""
+    # Not under a 0700 temp root: as root, the lab runs PostgreSQL as another user.
+    tmp = Path(tempfile.mkdtemp(prefix=f"fhvlab-load-{name}-"))
+    tmp.chmod(0o755)
+    base = clean_env(
+        {
+            "PREFECT_HOME": str(tmp / "prefect"),
+            "DATA_DIR": str(tmp / "data"),
+            "ARTIFACTS_DIR": str(tmp / "artifacts"),
+            "PREFECT_PORT": str(free_port()),
+            "DATA_URL": url,
+            "PG_DIR": str(tmp / "pg"),
+            # Prefect hides retryable errors (SQLite's "database is locked") unless asked.
+            "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
+        }
+    )
+    try:
+        if name == "postgresql":
+            _, out = make({**base, "PG_PORT": str(free_port())}, "postgres")
+            line = next(x for x in out.splitlines() if x.startswith("export DATABASE_URL="))
+            base["DATABASE_URL"] = line.split("=", 1)[1].strip("'")
+        return leg(name, base, dates, args.concurrency, args.workers)
+    finally:
+        if name == "postgresql":
+            make(base, "postgres-stop")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=40)
@@ -223,36 +206,8 @@ def main() -> None:
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
     dates = run_dates(args.runs)
-    httpd, url = serve(generate(dates, args.rows))
-    results = []
-    for name in args.databases:
-        # Not under a 0700 temp root: as root, the lab runs PostgreSQL as another user.
-        tmp = Path(tempfile.mkdtemp(prefix=f"fhvlab-load-{name}-"))
-        tmp.chmod(0o755)
-        base = clean_env(
-            {
-                "PREFECT_HOME": str(tmp / "prefect"),
-                "DATA_DIR": str(tmp / "data"),
-                "ARTIFACTS_DIR": str(tmp / "artifacts"),
-                "PREFECT_PORT": str(free_port()),
-                "DATA_URL": url,
-                "NO_PROXY": "127.0.0.1,localhost",
-                "PG_DIR": str(tmp / "pg"),
-                # Prefect hides retryable errors (SQLite's "database is locked") unless asked.
-                "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
-            }
-        )
-        try:
-            if name == "postgresql":
-                out = make({**base, "PG_PORT": str(free_port())}, "postgres")
-                line = next(x for x in out.splitlines() if x.startswith("export DATABASE_URL="))
-                base["DATABASE_URL"] = line.split("=", 1)[1].strip("'")
-            results.append(leg(name, base, dates, args.concurrency, args.workers))
-        finally:
-            if name == "postgresql":
-                make(base, "postgres-stop")
-            shutil.rmtree(tmp, ignore_errors=True)
-    httpd.shutdown()
+    with serve(generate(dates, args.rows)) as url:
+        results = [database_leg(name, url, dates, args) for name in args.databases]
     print(
         f"\n{args.runs} runs, {args.workers} workers, work-pool concurrency limit "
         f"{args.concurrency}, months of {args.rows:,} rows\n"

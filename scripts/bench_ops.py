@@ -16,61 +16,24 @@ Each line: seconds, multiples of the floor, and the 1-minute load average when i
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from fhvlab.data.months import parse_month  # noqa: E402
-from fhvlab.data.synthetic import write_synthetic_month  # noqa: E402
+from benchlib import ROOT, free_port, serve
+from fhvlab.data.months import parse_month
+from fhvlab.data.synthetic import write_synthetic_month
 
 DATE = "2021-03-15"  # trains on 2021-01, validates on 2021-02 (generated here)
 WORKER_POLL = 3  # seconds, lab.mk's default (the Makefile exports it to the worker)
-
-
-def free_port() -> int:
-    """A free port in 4500-4599 (the lab's benchmarks stay in that range)."""
-    for port in range(4500, 4600):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("bench-ops: no free port in 4500-4599")
-
-
-@contextlib.contextmanager
-def serve(folder: Path):
-    """A plain HTTP server on 127.0.0.1 serving `folder` (the generated months)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            """No access log on the bench's output."""
-
-    handler = functools.partial(Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
 
 
 class Bench:

@@ -344,13 +344,13 @@ def pg_database_url(postgres_cluster, request) -> str:
 _SLOW_FIRST = (  # longest first (seconds in a CI run of 2026-11-30, FHVLAB_TEST_TIMELINE)
     "test_backfill_faults.py::test_killed_worker",  # 163 s
     "test_noop_targets.py::test_nothing_to_do",  # 150 s
-    "test_watch.py::test_watch_announces",  # 149 s
     "test_crash.py::",  # 138 s
     "test_orchestration.py::test_module_end_to_end",  # 127 s
+    "test_backfill.py::test_backfill_runs_each_date",  # ~110 s alone (issue 26)
     "test_up_down.py::test_up_run_alerts_logs_down_reset",  # 102 s
     "test_backfill_faults.py::",  # 101 s
+    "test_watch.py::test_watch_announces",  # ~90 s alone (issue 26)
     "test_onboarding.py::test_tour_then",  # 72 s
-    "test_backfill.py::test_backfill_runs_each_date",  # 71 s
     "test_storage.py::test_s3_shared_by_two_checkouts",  # 69 s (measured alone)
     "test_storage.py::test_gcs_then_azure",  # 61 s (measured alone)
     "test_train_flow.py::test_the_flow_in_process",  # 54 s

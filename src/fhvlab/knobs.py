@@ -44,3 +44,14 @@ STORAGE_ENV = STORAGE_SECRETS + (  # noqa: RUF005  (doctor runs on Python 3.8)
     "STORAGE_EMULATOR_HOST",
     "AZURE_STORAGE_ACCOUNT_NAME",
 )
+
+
+def client_host(host: str) -> str:
+    """Where a client on this machine calls a server listening on `host` (0.0.0.0 and ::
+    are not addresses to call)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def lab_api_url(host: str, port: str | int) -> str:
+    """The API URL of the lab's server listening on `host`:`port`: the one place it is built."""
+    return f"http://{client_host(host)}:{port}/api"

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     timezone: str
     worker_poll: str
     concurrency: str
+    rerun: str
     watch_timeout: float
     database_url: SecretStr = SecretStr("")
     pg_dir: Path
@@ -86,12 +87,12 @@ class Settings(BaseSettings):
     @property
     def client_host(self) -> str:
         """Where clients reach the server: a listen-on-everything address means this host."""
-        return "127.0.0.1" if self.prefect_host in ("0.0.0.0", "::") else self.prefect_host
+        return knobs.client_host(self.prefect_host)
 
     @property
     def lab_api_url(self) -> str:
         """API_URL, else the lab server's own (PREFECT_HOST, PREFECT_PORT), like the Makefile."""
-        return self.api_url or f"http://{self.client_host}:{self.prefect_port}/api"
+        return self.api_url or knobs.lab_api_url(self.prefect_host, self.prefect_port)
 
     @property
     def result_storage(self) -> str:

@@ -1,8 +1,9 @@
 """`make backfill` on a real Prefect server with a real worker; data from 127.0.0.1.
 
 One server for all checks (it is the slow part): bad inputs first (they must create
-nothing), then a range with an unpublished month, then the same range once it is published
-(the failed date runs again), then once more (nothing created).
+nothing), then a range with one date trained already by `make train` and an unpublished
+month, then the same range once it is published (the failed date runs again), then once
+more (nothing created), then RERUN=all over two dates (both trained again).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fhvlab.data.synthetic import write_synthetic_month
 from fhvlab.model import duration as model
 from fhvlab.model import training
 from fhvlab.orchestration.backfill import max_overlap
-from tests.conftest import ROOT, clean_env, run_make, stop_group
+from tests.conftest import ROOT, clean_env, make_ok, run_make, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,10 @@ def _date_runs(env) -> list[dict]:
         "flow_runs": {"tags": {"all_": ["backfill"]}},
     }
     return _post(env, "/flow_runs/filter", body)
+
+
+def _all_date_runs(env) -> list[dict]:
+    return _post(env, "/flow_runs/filter", {"flows": {"name": {"any_": ["fhv-duration-training"]}}})
 
 
 def _errors(stderr: str) -> list[str]:
@@ -111,6 +116,8 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
     worker = None
     backfill = None
     try:
+        # 2021-04-15 is trained already, by hand: the backfill leaves it alone.
+        make_ok(run_make("train", "DATE=2021-04-15", env=env, timeout=180))
         backfill_log = tmp_path / "backfill-1.log"
         with backfill_log.open("w") as out:
             backfill = subprocess.Popen(
@@ -125,7 +132,7 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
         deadline = None
         while "no worker is polling pool 'fhv-pool'" not in backfill_log.read_text():
             text = backfill_log.read_text()
-            if deadline is None and "runs 4 dates" in text:
+            if deadline is None and "runs 3 dates" in text:
                 deadline = time.monotonic() + 15
             assert backfill.poll() is None, text
             assert deadline is None or time.monotonic() < deadline, text
@@ -134,7 +141,7 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
         worker = _start_worker(env, tmp_path / "worker.log")
         assert backfill.wait(timeout=240) != 0  # one date failed
         first = backfill_log.read_text()
-        assert "4 new, 0 to run again, 0 already existed" in first
+        assert "3 to run (3 new, 0 again), 1 already trained, 0 running (RERUN=failed)" in first
         assert "2021-06-15  FAILED" in first
         assert "month 2021-05 is not available (HTTP 404" in first
         for day in DATES[:3]:
@@ -153,11 +160,20 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
         fhv_server.serve_file(months["2021-05"].name, months["2021-05"])
         second = run_make("backfill", *RANGE, env=env, timeout=240)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "0 new, 1 to run again, 3 already existed (3 COMPLETED)" in second.stdout
+        assert "1 to run (0 new, 1 again), 3 already trained, 0 running" in second.stdout
         third = run_make("backfill", *RANGE, env=env, timeout=120)
         assert third.returncode == 0, third.stdout + third.stderr
-        assert "0 new, 0 to run again, 4 already existed (4 COMPLETED)" in third.stdout
+        assert "0 to run (0 new, 0 again), 4 already trained, 0 running" in third.stdout
         assert "runs 1 dates" not in third.stdout
+        # `make run` still runs a date (you asked), and says first which run trained it.
+        again = make_ok(run_make("run", "DATE=2021-04-15", env={**env, "WATCH": "0"}))
+        assert "run: 2021-04-15 already has a COMPLETED run 'train-2021-04-15'" in again
+        assert "created flow run 'train-2021-04-15'" in again
+        # RERUN=all trains every date of the range again.
+        every = ("RERUN=all", "FROM=2021-03-10", "TO=2021-04-10")
+        rerun = run_make("backfill", *every, env=env, timeout=240)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "1 to run (0 new, 1 again), 0 already trained" in rerun.stdout
     finally:
         if backfill is not None:
             stop_group(backfill)
@@ -165,14 +181,15 @@ def test_backfill_runs_each_date_once_concurrently_and_reruns_failures(
             stop_group(worker)
 
     runs = _date_runs(env)
-    assert len(runs) == 5  # 4 dates + the re-run; the third call created nothing
+    assert len(runs) == 5  # 3 dates + the re-run + RERUN=all's; the third call created nothing
     latest: dict[str, dict] = {}
     for run in sorted(runs, key=lambda r: r["created"]):
         latest[run["parameters"]["date"]] = run
-    assert sorted(latest) == DATES
+    assert sorted(latest) == [d for d in DATES if d != "2021-04-15"]
     assert all(r["state_type"] == "COMPLETED" for r in latest.values())
-    assert {r["name"] for r in runs} == {f"backfill-{d}" for d in DATES}
-    assert all("backfill" in r["tags"] for r in runs)
+    assert all(r["name"] == f"train-{r['parameters']['date']}" for r in runs)
+    by_hand = [r for r in _all_date_runs(env) if "manual" in r["tags"]]
+    assert {r["name"] for r in by_hand} == {"train-2021-04-15"}  # make train and make run
     finished = [r for r in runs if r["start_time"] and r["end_time"]]
     intervals = [(_when(r["start_time"]), _when(r["end_time"])) for r in finished]
     assert len(intervals) == 5

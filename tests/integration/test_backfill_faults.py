@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -125,9 +126,9 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
         )
         assert calls[-1].returncode == 0, calls[-1].stdout + calls[-1].stderr
         again = make_ok(run_make("backfill", *RANGE, env=env, timeout=120))
-        assert "0 new, 0 to run again, 8 already existed (8 COMPLETED)" in again
-        # A backfill run for dates already COMPLETED (two calls racing past each other's
-        # claims would make one) checks the API when it starts, and runs none of them.
+        assert "0 to run (0 new, 0 again), 8 already trained, 0 running" in again
+        # A backfill run for dates already COMPLETED (two calls racing would make one) asks
+        # the server when it starts, and runs none of them.
         deployment = requests.get(
             f"{lab_api(env)}/deployments/name/fhv-backfill/fhv-backfill", timeout=10
         ).json()
@@ -151,7 +152,7 @@ def test_server_killed_mid_backfill_loses_and_duplicates_nothing(prefect_lab, fh
         completed = Counter(r["parameters"]["date"] for r in runs if r["state_type"] == "COMPLETED")
         assert completed == Counter(DATES), completed  # each date exactly one COMPLETED run
         assert not [r for r in runs if r["state_type"] in ("RUNNING", "PENDING", "SCHEDULED")]
-        assert all(r["name"] == f"backfill-{r['parameters']['date']}" for r in runs)
+        assert all(r["name"] == f"train-{r['parameters']['date']}" for r in runs)
         # No slot is left taken: the deployment's limit is free again.
         assert [n for n, active in _slots(env) if active] == []
 
@@ -218,7 +219,7 @@ def test_killed_worker_and_backfill_run_leak_no_slot(prefect_lab, fhv_server, mo
         make_ok(run_make("up", env=env, timeout=400))  # a new worker
         done = make_ok(run_make("backfill", *few, "WATCH=1", "WATCH_TIMEOUT=240", env=env,
                                 timeout=360))  # fmt: skip
-        assert "to run again" in done
+        assert re.search(r"\(\d+ new, [1-9]\d* again\)", done), done  # the CRASHED dates
         runs = _date_runs(env)
         completed = Counter(r["parameters"]["date"] for r in runs if r["state_type"] == "COMPLETED")
         assert completed == Counter(DATES[2:6]), completed

@@ -59,6 +59,17 @@ def _dirs(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "data", tmp_path / "art"
 
 
+def _a_run_without_a_date_is_named_after_its_scheduled_day(flows, api_url: str) -> None:
+    """As a run of the schedule: no `date`, so its scheduled day (here today, whose months
+    are not served: it fails) names it."""
+    from datetime import UTC, datetime
+
+    state = flows.train(return_state=True)
+    assert state.is_failed()
+    run = requests.get(f"{api_url}/flow_runs/{state.state_details.flow_run_id}", timeout=10)
+    assert run.json()["name"] == f"train-{datetime.now(UTC).date().isoformat()}"
+
+
 @pytest.mark.parametrize("bad", ["2021-8-15", "2021-02-30", "tomorrow"])
 def test_malformed_date_fails_in_one_line_before_any_flow_run(train_main, tmp_path, bad):
     line = one_error(train_main(bad))
@@ -187,6 +198,7 @@ def test_the_flow_in_process_fails_cleanly_trains_edge_cases_and_caches(
         return folder
 
     _month_that_cannot_be_downloaded_is_named(train_main, fresh("404"))
+    _a_run_without_a_date_is_named_after_its_scheduled_day(flows, prefect_harness)
     _month_with_no_usable_rows_is_named_and_no_artifacts_written(
         train_main, fhv_files, fresh("no-rows")
     )

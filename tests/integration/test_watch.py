@@ -6,9 +6,11 @@ One server for every step (it is the slow part), small generated months:
 2. 2021-08 served: announced once; the deployment trigger creates one training run for
    2021-09-15 within 60 s, which COMPLETES with the plain pipeline's validation RMSE. The
    seconds watch start -> COMPLETED and event -> run created are printed.
-3. 2021-09 published, worker down, two watch runs at once: announced once; the training run
-   for 2021-10-15 waits as a SCHEDULED run and completes when a worker comes back. An
-   announcement marked trained (`fhv.trained=true`, posted by the test) starts no run.
+3. Worker down, a run of 2021-10-15 by hand (`make run`, SCHEDULED); 2021-09 published, two
+   watch runs at once: one event (its id is the month's), marked trained (the date is in
+   flight), so the trigger starts nothing. The same announcement posted again unmarked, twice
+   with one new id: one run of the trigger, which waits SCHEDULED and, once a worker is back,
+   does not train (the date is trained). An announcement marked trained starts no run.
    (A month not out yet, HTTP 404: 2021-10, in `make events`.)
 4. DATA_URL unreachable: the watch run FAILS, `make watch` says so in one line naming it,
    and `make alerts` posts it once.
@@ -17,7 +19,6 @@ One server for every step (it is the slow part), small generated months:
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,24 +54,24 @@ def _when(text: str) -> datetime:
 
 
 def _events(env, name: str = "fhv.month.published") -> list[dict]:
-    """The events named `name`, oldest first, without the test's hand-made one (2021-07)."""
+    """The events named `name`, oldest first, without the test's hand-made ones."""
     body = {"filter": {"event": {"prefix": [name]}, "order": "ASC"}, "limit": 50}
     found = api_post(env, "/events/filter", body)["events"]
-    return [e for e in found if e["resource"]["prefect.resource.id"] != "fhv.month.2021-07"]
+    return [e for e in found if not e["payload"].get("by_hand")]
 
 
-def _post_trained_announcement(env) -> None:
-    """A hand-made fhv.month.published for 2021-07 whose date 2021-08-15 is marked trained."""
+def _post_announcement(env, month: str, day: str, trained: bool, event_id: str = "") -> None:
+    """A hand-made fhv.month.published for `month` (training date `day`), with a new id."""
     event = {
-        "id": str(uuid.uuid4()),
+        "id": event_id or str(uuid.uuid4()),
         "occurred": datetime.now(UTC).isoformat(),
         "event": "fhv.month.published",
         "resource": {
-            "prefect.resource.id": "fhv.month.2021-07",
-            "fhv.training-date": "2021-08-15",
-            "fhv.trained": "true",
+            "prefect.resource.id": f"fhv.month.{month}",
+            "fhv.training-date": day,
+            "fhv.trained": "true" if trained else "false",
         },
-        "payload": {"month": "2021-07", "training_date": "2021-08-15", "already_trained": True},
+        "payload": {"month": month, "training_date": day, "by_hand": True},
     }
     response = requests.post(f"{lab_api(env)}/events", json=[event], timeout=10)
     assert response.status_code == 204, response.text
@@ -99,17 +100,6 @@ def _watch_runs_of(env, event: dict) -> list[dict]:
         if r["prefect.resource.id"].startswith("prefect.flow-run.")
     }
     return [r for r in _watch_runs(env) if r["id"] in ids]
-
-
-def _post_retrying(env, path: str, body: dict) -> requests.Response:
-    """POST to the API, again after a 503 (SQLite's "database is locked"), 5 times at most."""
-    for attempt in range(5):
-        response = requests.post(f"{lab_api(env)}{path}", json=body, timeout=10)
-        if response.status_code != 503:
-            response.raise_for_status()
-            return response
-        time.sleep(0.5 * (attempt + 1))
-    raise AssertionError(f"POST {path}: 503 five times: {response.text}")
 
 
 def _run(env, run_id: str) -> dict:
@@ -211,20 +201,15 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
             flush=True,
         )
 
-        # 3. 2021-09 is published while the worker is down, and two watch runs start at once.
-        # The test holds the watch's concurrency slot until both are RUNNING (so they surely
-        # overlap): 2021-09 is announced once. Its training run waits, SCHEDULED, and
-        # completes when a worker is back.
+        # 3. Worker down; 2021-10-15 has a run by hand, waiting (SCHEDULED). 2021-09 is
+        # published and two watch runs start at once.
         stop_group(worker)
         worker = None
+        by_hand = make_ok(run_make("run", "DATE=2021-10-15", env=env, timeout=60))
+        assert "created flow run 'train-2021-10-15'" in by_hand
         fhv_server.serve_file(months["2021-09"].name, months["2021-09"])
         # Before it, an announcement whose date is trained already: the trigger ignores it.
-        _post_trained_announcement(env)
-        held = _post_retrying(
-            env,
-            "/v2/concurrency_limits/increment-with-lease",
-            {"names": ["fhv-watch"], "slots": 1, "mode": "concurrency", "lease_duration": 120},
-        ).json()
+        _post_announcement(env, "2021-07", "2021-08-15", trained=True)
         make_ok(run_make("watch", env=env, timeout=60))
         make_ok(run_make("watch", env=env, timeout=60))
         pair = [r for r in _watch_runs(env) if r["parameters"]][-2:]
@@ -237,32 +222,39 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
             start_new_session=True,
         )
         try:
-            wait_for(
-                lambda: all(_run(env, r["id"])["state_type"] == "RUNNING" for r in pair),
-                120,
-                "both watch runs to be RUNNING (waiting for the slot)",
-            )
-            assert len(_events(env)) == 1  # neither got past the limit
-            released = _post_retrying(
-                env, "/v2/concurrency_limits/decrement-with-lease", {"lease_id": held["lease_id"]}
-            )
-            assert released.status_code == 204, released.text
             assert once.wait(timeout=180) == 0
         finally:
             stop_group(once)
         assert all(_run(env, r["id"])["state_type"] == "COMPLETED" for r in pair)
-        assert [e["payload"]["month"] for e in _events(env)] == ["2021-08", "2021-09"]
-        [waiting] = wait_for(
-            lambda: _training_runs(env, "2021-10-15"), CREATED_WITHIN, "the run for 2021-10-15"
-        )
+        events = _events(env)
+        assert [e["payload"]["month"] for e in events] == ["2021-08", "2021-09"]  # one id
+        assert events[1]["resource"]["fhv.trained"] == "true"  # 2021-10-15 is in flight
+        [mine] = _training_runs(env, "2021-10-15")  # no second run
+        # The same month announced again, unmarked (as if the run had not been seen), and
+        # that event sent twice: one run of the trigger (the server acts on an id once); it
+        # waits while no worker polls, then does not train the date twice.
+        again = str(uuid.uuid4())
+        for _ in range(2):
+            _post_announcement(env, "2021-09", "2021-10-15", trained=False, event_id=again)
+        waiting = wait_for(
+            lambda: [r for r in _training_runs(env, "2021-10-15") if r["id"] != mine["id"]],
+            CREATED_WITHIN,
+            "the trigger's run for 2021-10-15",
+        )[0]
         assert _run(env, waiting["id"])["state_type"] == "SCHEDULED"  # no worker: it waits
         worker = _start_worker(env, worker_log)
-        wait_for(
-            lambda: _run(env, waiting["id"])["state_type"] == "COMPLETED",
+        skipped = wait_for(
+            lambda: (run := _run(env, waiting["id"]))["end_time"] and run,
             180,
-            "the waiting run to complete once a worker is back",
+            "the trigger's run of 2021-10-15 to end",
         )
-        assert len(_training_runs(env, "2021-10-15")) == 1
+        assert skipped["state_type"] == "COMPLETED"
+        assert "already trained by run 'train-2021-10-15'" in skipped["state"]["message"]
+        assert skipped["name"] == "train-2021-10-15"
+        assert "event" in skipped["tags"]
+        assert _run(env, mine["id"])["state_type"] == "COMPLETED"
+        assert "manual" in _run(env, mine["id"])["tags"]
+        assert len(_training_runs(env, "2021-10-15")) == 2  # by hand, and one of the trigger
 
         # 4. DATA_URL unreachable: the watch run fails; one line names the URL; `make alerts`
         # posts it once.

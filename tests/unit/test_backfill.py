@@ -9,13 +9,10 @@ import pytest
 
 from fhvlab.errors import BadInput
 from fhvlab.orchestration import backfill as bf
+from fhvlab.orchestration import trained
 
 CRON = "0 9 15 * *"
 T0 = datetime(2026, 1, 1, 12, 0)
-
-
-def _run(day: str, state: str, minutes: int, run_id: str = "") -> bf.DateRun:
-    return bf.DateRun(date.fromisoformat(day), state, T0 + timedelta(minutes=minutes), run_id)
 
 
 def test_course_cron_gives_the_15th_of_each_month_both_ends_included():
@@ -67,63 +64,6 @@ def test_concurrency_must_be_a_small_whole_number(text):
         bf.parse_concurrency(text)
 
 
-def test_run_names_round_trip():
-    assert bf.run_name(date(2021, 3, 15)) == "backfill-2021-03-15"
-    assert bf.date_of_run_name("backfill-2021-03-15") == date(2021, 3, 15)
-    assert bf.date_of_run_name("backfill-2021-03-15_2021-12-15-4-dates") is None
-    assert bf.date_of_run_name("crimson-fox") is None
-
-
-def test_decide_creates_missing_reruns_failures_and_leaves_the_rest():
-    days = [date(2021, m, 15) for m in range(3, 9)]
-    runs = [
-        _run("2021-03-15", "COMPLETED", 1),
-        _run("2021-04-15", "FAILED", 1),
-        _run("2021-05-15", "CRASHED", 1),
-        _run("2021-06-15", "RUNNING", 1),
-        _run("2021-07-15", "FAILED", 1),
-        _run("2021-07-15", "COMPLETED", 5),  # a later run completed: left alone
-    ]
-    decision = bf.decide(days, runs, [])
-    assert decision.create == [date(2021, 8, 15)]
-    assert decision.rerun == [date(2021, 4, 15), date(2021, 5, 15)]
-    assert decision.existing == {
-        "COMPLETED": [date(2021, 3, 15), date(2021, 7, 15)],
-        "RUNNING": [date(2021, 6, 15)],
-    }
-    assert decision.existing_count == 3
-    assert decision.to_run == [date(2021, 4, 15), date(2021, 5, 15), date(2021, 8, 15)]
-
-
-def test_dates_claimed_by_a_parent_not_started_yet_are_pending():
-    days = [date(2021, 3, 15), date(2021, 4, 15)]
-    failed = _run("2021-04-15", "FAILED", 1)
-    claim = bf.Claim(frozenset(days), T0 + timedelta(minutes=2))
-    decision = bf.decide(days, [failed], [claim])
-    assert decision.existing == {"PENDING": days}
-    assert decision.to_run == []
-    # A claim older than the date's latest run does not hide that run's failure.
-    old_claim = bf.Claim(frozenset(days), T0)
-    assert bf.decide(days, [failed], [old_claim]).rerun == [date(2021, 4, 15)]
-
-
-def test_all_final_needs_every_date_final_and_no_claim():
-    days = [date(2021, 3, 15), date(2021, 4, 15)]
-    runs = [_run("2021-03-15", "COMPLETED", 1), _run("2021-04-15", "FAILED", 1)]
-    assert bf.all_final(days, runs, [])
-    assert not bf.all_final(days, runs[:1], [])
-    assert not bf.all_final(days, [*runs, _run("2021-04-15", "RUNNING", 3)], [])
-    assert not bf.all_final(days, runs, [bf.Claim(frozenset(days[1:]), T0 + timedelta(hours=1))])
-
-
-def test_idempotency_key_changes_only_with_the_runs_replaced():
-    days = [date(2021, 3, 15), date(2021, 4, 15)]
-    first = bf.idempotency_key(days, [])
-    assert first == bf.idempotency_key(list(reversed(days)), [])
-    failed = _run("2021-04-15", "FAILED", 1, run_id="abc")
-    assert bf.idempotency_key(days, [failed]) != first
-
-
 def test_max_overlap_counts_intervals_open_at_one_instant():
     def iv(a: int, b: int) -> tuple[datetime, datetime]:
         return T0 + timedelta(seconds=a), T0 + timedelta(seconds=b)
@@ -135,12 +75,14 @@ def test_max_overlap_counts_intervals_open_at_one_instant():
 
 def test_summary_rows_csv_and_chart(tmp_path):
     days = [date(2021, 3, 15), date(2021, 4, 15), date(2021, 5, 15)]
-    latest = {
-        days[0]: bf.DateRun(days[0], "COMPLETED", T0, "id-1", seconds=4.25),
-        days[1]: bf.DateRun(days[1], "FAILED", T0, "id-2", seconds=1.0, message="month\n404"),
-    }
+    found = trained.answer(
+        [
+            trained.DateRun(days[0], "COMPLETED", T0, "id-1", seconds=4.25),
+            trained.DateRun(days[1], "FAILED", T0, "id-2", seconds=1.0, message="month\n404"),
+        ]
+    )
     metrics = {days[0]: {"val_rmse": 7.5, "train_rmse": 7.0}, days[1]: {"val_rmse": 1.0}}
-    rows = bf.summary_rows(days, latest, metrics)
+    rows = bf.summary_rows(days, found, metrics)
     assert [r["state"] for r in rows] == ["COMPLETED", "FAILED", "NOT RUN"]
     assert rows[0]["val_rmse"] == 7.5
     assert rows[1]["val_rmse"] is None  # a failed run's old metrics file is not its result
@@ -173,15 +115,24 @@ def test_not_completed_names_failed_dates_and_those_never_started():
     assert bf.not_completed(days, outcomes) == ["2021-04-15 FAILED", "2021-05-15 NOT RUN"]
 
 
-def test_a_backfill_run_skips_dates_completed_or_running_and_reruns_failures():
-    days = [date(2021, m, 15) for m in range(3, 8)]
-    runs = [
-        _run("2021-03-15", "COMPLETED", 1),
-        _run("2021-04-15", "RUNNING", 1),  # another backfill run has it
-        _run("2021-05-15", "CRASHED", 1),
-        _run("2021-06-15", "COMPLETED", 1),
-        _run("2021-06-15", "FAILED", 5),  # the latest run counts
-    ]
-    todo, skipped = bf.still_to_run(days, runs)
-    assert todo == [date(2021, 5, 15), date(2021, 6, 15), date(2021, 7, 15)]
-    assert skipped == {date(2021, 3, 15): "COMPLETED", date(2021, 4, 15): "RUNNING"}
+def test_the_backfill_line_counts_every_date_of_the_range():
+    from types import SimpleNamespace
+
+    from fhvlab.cli.backfill import summary_counts
+
+    days = [date(2021, m, 15) for m in (7, 8, 9, 10)]
+    found = trained.answer(
+        [
+            trained.DateRun(days[1], "COMPLETED", T0),
+            trained.DateRun(days[2], "FAILED", T0),
+            trained.DateRun(days[3], "RUNNING", T0),
+        ]
+    )
+    done = SimpleNamespace(found=found, to_run=found.to_run(days))
+    assert summary_counts(done, "failed") == (
+        "2 to run (1 new, 1 again), 1 already trained, 1 running (RERUN=failed)"
+    )
+    done = SimpleNamespace(found=found, to_run=found.to_run(days, "all"))
+    assert summary_counts(done, "all") == (
+        "3 to run (1 new, 2 again), 0 already trained, 1 running (RERUN=all)"
+    )

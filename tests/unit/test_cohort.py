@@ -78,7 +78,7 @@ def test_make_up_and_make_worker_warn_on_stderr_in_one_line(
     from fhvlab.cli import cohort
 
     monkeypatch.setattr(cohort.record, "is_lab_server", lambda url: lab_server)
-    monkeypatch.setattr(cohort.database, "recorded", lambda home: database)
+    monkeypatch.setattr(cohort.database, "started_on", lambda home: database)
     monkeypatch.setattr(cohort, "online_workers", lambda post: online)
     cohort.warn_if_crowded("http://127.0.0.1:4200/api", joining=joining)
     out, err = capsys.readouterr()

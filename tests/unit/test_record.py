@@ -33,21 +33,51 @@ def test_the_module_imports_only_the_standard_library_and_stdlib_only_lab_module
     assert third_party == set()
 
 
+def _records_past_their_inputs(home: Path, env: dict[str, str]) -> None:
+    """A record of every step of `deploy` whose inputs match `env`, and the lab profile: each
+    check gets past its inputs and asks the server (which does not answer)."""
+    profile = {"PREFECT_API_URL": record.api_url(env)}
+    (home / "profiles.toml").write_text(
+        f'active = "fhvlab"\n[profiles.fhvlab]\nPREFECT_API_URL = "{record.api_url(env)}"\n'
+    )
+    for step in ("config", "storage", "work-queue", "deploy"):
+        entry = {"inputs": record.step_inputs(step, env), "profile": profile}
+        entry |= {"block": {"id": "b"}, "deployments": [{"id": "d", "digest": "x"}]}
+        record.save(home, step, entry)
+
+
+# Each step's verdict once it has asked the server that does not answer.
+ASKED = {
+    "server": "API_URL does not answer",
+    "config": "already points at",  # the profile alone: no server asked
+    "storage": "block changed or missing",
+    "work-queue": "pool changed or missing",
+    "deploy": "deployments unreadable",
+}
+
+
 def test_a_nothing_to_do_check_does_not_import_prefect(tmp_path):
-    """`python -m fhvlab deploy` with a record that says "done": no Prefect, pydantic, requests
-    (here the check fails on the missing server, and the process exits before the real run)."""
+    """`python -m fhvlab deploy` with a record: every step's check runs (each asks the server,
+    which does not answer) without importing Prefect, pydantic or requests."""
     code = (
-        "import sys\n"
-        "from fhvlab.local import uptodate\n"
-        "uptodate.main(['deploy'])\n"
+        "import json, sys\n"
+        "from fhvlab.local import record, uptodate\n"
+        "assert uptodate.main(['deploy']) is None\n"
+        "lines = {s: uptodate.check(s).line for s in record.TARGETS['deploy']}\n"
         "heavy = [m for m in ('prefect', 'pydantic', 'requests') if m in sys.modules]\n"
-        "print(heavy)\n"
+        "print(json.dumps([heavy, lines]))\n"
     )
-    env = clean_env({"PREFECT_HOME": str(tmp_path), "PREFECT_PORT": str(free_port())})
+    port = str(free_port())
+    env = {**BASE, "PREFECT_HOME": str(tmp_path), "API_URL": f"http://127.0.0.1:{port}/api"}
+    _records_past_their_inputs(tmp_path, env)
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=clean_env(env), capture_output=True, text=True
     )
-    assert out.stdout.strip() == "[]"
+    assert out.returncode == 0, out.stderr
+    heavy, lines = json.loads(out.stdout)
+    assert heavy == []
+    for step, line in lines.items():
+        assert ASKED[step] in line, (step, line)
 
 
 def test_step_inputs_change_with_each_knob_of_the_step():
@@ -140,9 +170,13 @@ def test_config_is_done_only_when_the_profile_still_holds_the_recorded_values(tm
 
 
 def test_a_server_that_does_not_answer_means_work(tmp_path):
-    env = {**BASE, "PREFECT_HOME": str(tmp_path), "PREFECT_PORT": str(free_port())}
-    for step in ("server", "storage", "work-queue", "deploy", "worker"):
-        assert uptodate.check(step, env).done is False, step
+    port = str(free_port())
+    env = {**BASE, "PREFECT_HOME": str(tmp_path), "API_URL": f"http://127.0.0.1:{port}/api"}
+    _records_past_their_inputs(tmp_path, env)
+    for step in ("server", "storage", "work-queue", "deploy"):
+        verdict = uptodate.check(step, env)
+        assert verdict.done is False, step
+        assert ASKED[step] in verdict.line, (step, verdict.line)  # it asked, got no answer
 
 
 def test_the_digests_ignore_what_the_server_changes_by_itself():

@@ -114,30 +114,6 @@ def test_judge_rejects_html_non_parquet_and_tiny_bodies(probe, reason):
     assert reason in verdict.reason
 
 
-def test_bookkeeping_adds_a_month_without_touching_the_old_record():
-    old = {"months": {"2021-07": {"size": 1}}}
-    new = w.with_announced(old, _probe(), "ev-1", "2021-09-21T10:00:00+00:00")
-    assert old == {"months": {"2021-07": {"size": 1}}}
-    assert list(new["months"]) == ["2021-07", "2021-08"]
-    assert new["months"]["2021-08"]["event_id"] == "ev-1"
-    assert new["months"]["2021-08"]["last_modified"] == "Tue, 21 Sep 2021 10:00:00 GMT"
-    assert w.announced_months(new) == [Month(2021, 7), AUG]
-
-
-def test_announced_months_ignores_a_missing_or_malformed_record():
-    assert w.announced_months(None) == []
-    assert w.announced_months({}) == []
-    assert w.announced_months({"months": ["2021-08"]}) == []
-    assert w.announced_months({"months": {"2021-13": {}, "junk": {}, "2021-08": {}}}) == [AUG]
-
-
-def test_months_known_only_from_events_are_added_to_the_record():
-    record = {"months": {"2021-08": {"size": 1}}}
-    merged = w.with_event_months(record, ["2021-08", "2021-09"])
-    assert merged["months"]["2021-08"] == {"size": 1}
-    assert merged["months"]["2021-09"] == {"recorded_from": "event"}
-
-
 def test_event_resource_and_payload_carry_what_the_trigger_needs():
     resource = w.event_resource(_probe(), already_trained=False)
     assert resource["prefect.resource.id"] == "fhv.month.2021-08"
@@ -149,6 +125,12 @@ def test_event_resource_and_payload_carry_what_the_trigger_needs():
     assert payload["size"] == 20_000_000
     assert payload["last_modified"] == "Tue, 21 Sep 2021 10:00:00 GMT"
     assert payload["training_date"] == "2021-09-15"
+
+
+def test_event_id_is_the_months_own():
+    assert w.event_id(AUG) == w.event_id(Month(2021, 8))  # any run, any time: the same id
+    assert w.event_id(AUG) != w.event_id(Month(2021, 9))
+    assert str(w.event_id(AUG)) == "74de03d9-f8ae-55ef-af7e-84fdd5084e52"
 
 
 def test_month_of_resource():
@@ -165,22 +147,6 @@ def test_summary_lists_each_month_asked_and_its_outcome():
     assert "| 2021-08 | 20,000,000 bytes (HEAD) | announced |" in text
     assert "| 2021-09 | HTTP 404 | not published yet |" in text
     assert "| 2021-10 | not asked |" in text
-
-
-def test_unanswered_months_are_old_announcements_without_any_training_run():
-    from datetime import UTC, datetime
-
-    record = w.with_announced(None, _probe(), "ev", "2021-09-21T10:00:00+00:00")
-    record = w.with_announced(
-        record, _probe(month=Month(2021, 9)), "ev2", "2021-10-21T10:00:00+00:00", trained=True
-    )
-    later = datetime(2021, 10, 21, 10, 1, tzinfo=UTC)
-    assert w.unanswered(record, [], later) == [AUG]  # 2021-09 needed no training
-    assert w.unanswered(record, ["2021-09-15"], later) == []
-    soon = datetime(2021, 9, 21, 10, 1, tzinfo=UTC)
-    assert w.unanswered(record, [], soon) == []  # within the grace: its run may be coming
-    healed = w.with_event_months(None, ["2021-08"])
-    assert w.unanswered(healed, [], later) == []  # no announcement time: not judged
 
 
 def test_checked_line_says_where_the_watch_stopped():
@@ -202,21 +168,19 @@ def test_checked_line_says_where_the_watch_stopped():
 
 def test_make_events_pairs_each_announcement_with_the_first_run_after_it():
     from datetime import UTC, datetime
-    from types import SimpleNamespace
 
     from fhvlab.cli import events as watch_cli
+    from fhvlab.orchestration import trained
 
     def run(name: str, day: str, created: str):
         when = datetime.fromisoformat(created).replace(tzinfo=UTC)
-        return SimpleNamespace(name=name, parameters={"date": day}, created=when)
+        return trained.DateRun(date.fromisoformat(day), "COMPLETED", when, name=name)
 
     runs = [
         run("late", "2021-09-15", "2021-09-21T10:05:00"),
         run("before", "2021-09-15", "2021-09-01T00:00:00"),
         run("other", "2021-10-15", "2021-09-21T10:00:01"),
     ]
-    by_date = watch_cli._started_by_automation(runs)
-    assert [r.name for r in by_date["2021-09-15"]] == ["before", "late"]
     event = {"occurred": "2021-09-21T10:00:00Z"}
-    assert watch_cli._first_after(by_date["2021-09-15"], event).name == "late"
-    assert watch_cli._first_after(by_date.get("2022-01-15"), event) is None
+    assert watch_cli._first_after(runs, "2021-09-15", event).name == "late"
+    assert watch_cli._first_after(runs, "2022-01-15", event) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from fhvlab import settings
 from fhvlab.cli import common
@@ -13,14 +14,27 @@ from fhvlab.local import server
 
 def _backfill_dates(args: argparse.Namespace) -> list:
     """The range's dates, or BadInput for a range that must be refused (nothing created)."""
-    from fhvlab.orchestration import backfill
+    from fhvlab.orchestration import backfill, trained
 
     backfill.parse_concurrency(args.concurrency)
+    trained.parse_rerun(args.rerun)
     return backfill.plan_dates(args.start, args.end, args.cron, args.timezone)
 
 
+def summary_counts(done: Any, rerun: str) -> str:
+    """'2 to run (1 new, 1 again), 1 already trained, 0 running (RERUN=failed)'."""
+    to_run = set(done.to_run)
+    new = [d for d in to_run if d not in done.found.latest]
+    trained_left = [d for d in done.found.completed if d not in to_run]
+    return (
+        f"{len(to_run)} to run ({len(new)} new, {len(to_run) - len(new)} again), "
+        f"{len(trained_left)} already trained, {len(done.found.in_flight)} running "
+        f"(RERUN={rerun})"
+    )
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
-    """`make backfill`: one parent run for the dates not yet run (or failed); WATCH waits."""
+    """`make backfill`: one parent run if a date of the range needs training; WATCH waits."""
     from fhvlab.orchestration import backfill as bf
 
     if args.check:  # before anything exists: Prefect would create its home when imported
@@ -32,28 +46,24 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 0
     dates = _backfill_dates(args)
     server.require_api(common.api_url(args))
-    from fhvlab.orchestration import api, backfill_runs
+    from fhvlab.orchestration import api, backfill_runs, trained
 
     first, last = bf.parse_range(args.start, args.end)
     concurrency = bf.parse_concurrency(args.concurrency)
+    rerun = trained.parse_rerun(args.rerun)
     with api.client() as http:
-        done = backfill_runs.submit(http, dates, first, last, concurrency)
-        decision = done.decision
-        if done.retired:
-            print(f"backfill: {done.retired}")
-        left = ", ".join(f"{len(v)} {k}" for k, v in sorted(decision.existing.items()))
+        done = backfill_runs.submit(http, dates, first, last, concurrency, rerun)
         print(
             f"backfill: {len(dates)} dates in {first}..{last} (cron {args.cron!r}, "
-            f"{args.timezone}): {len(decision.create)} new, {len(decision.rerun)} to run "
-            f"again, {decision.existing_count} already existed" + (f" ({left})" if left else "")
+            f"{args.timezone}): {summary_counts(done, rerun)}"
         )
         if done.parent is not None:
             print(
-                f"backfill: flow run {done.parent.name!r} runs {len(decision.to_run)} dates, "
+                f"backfill: flow run {done.parent.name!r} runs {len(done.to_run)} dates, "
                 f"{concurrency} at a time; UI {common.ui_base(args)}/runs/flow-run/{done.parent.id}"
             )
         if not args.watch:
-            if decision.to_run:
+            if done.to_run:
                 print("backfill: a worker runs it (make worker); WATCH=1 waits for the results")
             return 0
         if api.workers_online(http, args.pool) == 0:
@@ -63,7 +73,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 flush=True,
             )
         print(
-            f"backfill: waiting for {len(done.waiting_for())} backfill run(s) "
+            f"backfill: waiting for {len(done.waiting_for())} run(s) "
             f"(at most WATCH_TIMEOUT={args.watch_timeout:.0f} s)",
             flush=True,
         )
@@ -117,6 +127,7 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     common.add_api_arg(fill)
     _add_range_args(fill, knobs)
     fill.add_argument("--concurrency", default=knobs.concurrency, help="dates running at once")
+    fill.add_argument("--rerun", default=knobs.rerun, help="failed (default) or all")
     fill.add_argument("--pool", default=knobs.work_pool)
     fill.add_argument("--watch", action="store_true", help="wait until every date is final")
     fill.add_argument("--watch-timeout", type=float, default=knobs.watch_timeout, help="seconds")

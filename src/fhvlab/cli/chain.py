@@ -55,11 +55,11 @@ def server_step(args: argparse.Namespace, verdict: uptodate.Verdict) -> None:
         if entry.get("pid") == pid:
             moved = entry.get("database") != now_db
         else:
-            moved = database.recorded(home) != database.describe(home)
+            moved = database.started_on(home) != database.describe(home)
         if moved:
             database.preflight_configured()
             print(
-                f"server: DATABASE_URL changed since it started ({database.recorded(home)}): "
+                f"server: DATABASE_URL changed since it started ({database.started_on(home)}): "
                 f"restarting it on {database.describe(home)}"
             )
             server.stop(spec)
@@ -74,13 +74,13 @@ def server_step(args: argparse.Namespace, verdict: uptodate.Verdict) -> None:
     )
     pid, started = server.start(spec, args.ui_api_url, timeout=args.timeout)
     if started:
-        database.record(spec.home)
+        database.note_started_on(spec.home)
     state = "started" if started else "already running"
     print(
         f"server: {state} (pid {pid}); API {spec.api_url}; UI http://{spec.client_host}:"
         f"{spec.port}; log {spec.log_file}"
     )
-    print(f"server: database {database.recorded(spec.home)}")
+    print(f"server: database {database.started_on(spec.home)}")
     record.save(home, "server", {"pid": pid, "database": now_db})
 
 

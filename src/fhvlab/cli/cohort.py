@@ -19,7 +19,7 @@ def warn_if_crowded(api_url: str, joining: int = 0) -> None:
     """
     if not record.is_lab_server(api_url):
         return
-    if not database.recorded(settings.prefect_home()).startswith("SQLite"):
+    if not database.started_on(settings.prefect_home()).startswith("SQLite"):
         return
     online = online_workers(record.Api(api_url).call)
     line = crowd_warning(True, online + joining) if online is not None else ""

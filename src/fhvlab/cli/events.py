@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fhvlab import settings
@@ -44,7 +44,7 @@ def _line(event: dict[str, Any]) -> str:
     return (
         f"{payload.get('month')}: {payload.get('size'):,} bytes, Last-Modified "
         f"{payload.get('last_modified') or '?'}; training date {payload.get('training_date')}"
-        + (" (already has a COMPLETED run: not trained again)" if trained else "")
+        + (" (already trained, or in flight: not trained again)" if trained else "")
     )
 
 
@@ -77,12 +77,14 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     if done.state_type.value != "COMPLETED":
         message = (done.state.message if done.state else "") or ""
         raise LabError(f"watch run {run.name!r} {done.state_type.value}: {message}")
-    events = _published_by(run.id)
+    # The run's last event is fhv.watch.checked: once the server has stored it (in batches,
+    # within seconds), it has the run's announcements too.
     checked = _published_by(run.id, w.CHECKED_EVENT)
-    stored_by = time.monotonic() + 15  # the server stores events in batches (~seconds)
+    stored_by = time.monotonic() + 60  # at most; a second or two on a quiet machine
     while not checked and time.monotonic() < stored_by:
         time.sleep(1.0)
         checked = _published_by(run.id, w.CHECKED_EVENT)
+    events = _published_by(run.id)
     if checked:
         print(f"watch: {w.checked_line(checked[-1].get('payload') or {})}")
     if not events:
@@ -115,11 +117,13 @@ def _follow_training(events: list[dict[str, Any]], timeout: float, ui: str) -> N
 def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     """The lab's recent fhv.* events, one line each (newest last), and where to see them."""
     server.require_api(api_url)
+    from fhvlab.orchestration import api, trained, watch_runs
     from fhvlab.orchestration import watch as w
-    from fhvlab.orchestration import watch_runs
 
     events = sorted(watch_runs.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
-    started = _started_by_automation(watch_runs.training_runs_by_automation())
+    days = {(e.get("payload") or {}).get("training_date") for e in events} - {None}
+    with api.client() as http:  # the one question: each training date's runs, by name
+        runs = trained.ask(http, sorted(date.fromisoformat(d) for d in days))
     for event in events:
         payload = event.get("payload") or {}
         if event["event"] == w.CHECKED_EVENT:
@@ -132,8 +136,8 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
             )
             if trained := event["resource"].get("fhv.trained"):
                 details += f" trained={trained}"
-            if run := _first_after(started.get(payload.get("training_date", "")), event):
-                details += f" -> run {run.name!r} {run.state_type.value if run.state_type else '?'}"
+            if run := _first_after(runs, payload.get("training_date"), event):
+                details += f" -> run {run.name!r} {run.state}"
         print(
             f"events: {event['occurred'][:19]}Z {event['event']} "
             f"{event['resource']['prefect.resource.id']} {details}"
@@ -145,20 +149,11 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
     return 0
 
 
-def _started_by_automation(runs: list[Any]) -> dict[str, list[Any]]:
-    """Training runs created by an automation, by date, oldest first."""
-    from fhvlab.orchestration.watch_runs import run_date
-
-    by_date: dict[str, list[Any]] = {}
-    for run in sorted(runs, key=lambda r: r.created):
-        by_date.setdefault(run_date(run) or "", []).append(run)
-    return by_date
-
-
-def _first_after(runs: list[Any] | None, event: dict[str, Any]) -> Any:
-    """The first of `runs` created at or after the event occurred, or None."""
+def _first_after(runs: list[Any], day: str | None, event: dict[str, Any]) -> Any:
+    """The first run of `day` created at or after the event occurred, or None."""
     occurred = _when(event["occurred"])
-    return next((r for r in runs or [] if r.created and r.created >= occurred), None)
+    mine = [r for r in runs if r.run_date.isoformat() == day and r.created >= occurred]
+    return min(mine, key=lambda r: r.created, default=None)
 
 
 def _occurred(event: dict[str, Any]) -> str:

@@ -109,7 +109,7 @@ def cmd_server_status(args: argparse.Namespace) -> int:
             f"server: running (pid {pid}), healthy at {spec.api_url}; UI http://"
             f"{spec.client_host}:{spec.port}"
         )
-        print(f"server: database {database.recorded(spec.home)}")
+        print(f"server: database {database.started_on(spec.home)}")
         return 0
     if healthy:
         print(f"server: a Prefect server answers at {spec.api_url}, but the lab did not start it")
@@ -198,9 +198,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = f"{args.flow}/{args.deployment}"
     watch = f" --watch --watch-timeout {args.watch_timeout:.0f}" if args.watch else ""
     print(f"run: $ prefect deployment run {name!r} --param date={args.date}{watch}", flush=True)
+    from fhvlab.orchestration import api, trained
     from fhvlab.orchestration import deployments as runs
 
-    flow_run = runs.run_now(name, {"date": args.date})
+    day = parse_date(args.date)
+    with api.client() as http:
+        done = trained.answer(trained.ask(http, [day])).completed.get(day)
+    if done is not None:
+        print(f"run: {day} already has a COMPLETED run {done.name!r} ({done.id}); running it again")
+    options = {"flow_run_name": trained.run_name(day), "tags": ["manual"]}
+    flow_run = runs.run_now(name, {"date": args.date}, **options)
     ui = f"{api_url.removesuffix('/api')}/runs/flow-run/{flow_run.id}"
     print(f"run: created flow run {flow_run.name!r} for {name}; UI {ui}", flush=True)
     if not args.watch:

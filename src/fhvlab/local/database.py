@@ -110,13 +110,14 @@ def describe(home: Path, environ: Mapping[str, str] | None = None) -> str:
     return f"PostgreSQL {mask(url)}"
 
 
-def record(home: Path, environ: Mapping[str, str] | None = None) -> None:
+def note_started_on(home: Path, environ: Mapping[str, str] | None = None) -> None:
     """Note (masked) which database the server just started on, for status and doctor."""
     (home / "server.database").write_text(describe(home, environ) + "\n")
 
 
-def recorded(home: Path) -> str:
-    """Which database the running server was started on (masked), as `record` noted it."""
+def started_on(home: Path) -> str:
+    """Which database the running server was started on (masked), as `note_started_on`
+    noted it."""
     try:
         return (home / "server.database").read_text().strip()
     except OSError:

@@ -80,23 +80,18 @@ def prefect_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(knob("PREFECT_HOME", env)).expanduser().resolve()
 
 
-def client_host(host: str) -> str:
-    """Where a client on this machine calls a server listening on `host`."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
 def api_url(env: Mapping[str, str] | None = None) -> str:
     """API_URL, else the lab server's own URL; no validation (a bad one fails the check)."""
     explicit = knob("API_URL", env).rstrip("/")
     if explicit:
         return explicit
-    return f"http://{client_host(knob('PREFECT_HOST', env))}:{knob('PREFECT_PORT', env)}/api"
+    return knobs.lab_api_url(knob("PREFECT_HOST", env), knob("PREFECT_PORT", env))
 
 
 def is_lab_server(url: str, env: Mapping[str, str] | None = None) -> bool:
     """Whether `url` is the lab's own server (PREFECT_HOST, PREFECT_PORT), not another one."""
     parts = urlsplit(url)
-    host = client_host(knob("PREFECT_HOST", env))
+    host = knobs.client_host(knob("PREFECT_HOST", env))
     hosts = set(LOOPBACK) | {host} if host in LOOPBACK else {host}
     try:
         return parts.hostname in hosts and (parts.port or 80) == int(knob("PREFECT_PORT", env))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fhvlab import knobs
 from fhvlab.errors import BadInput, LabError
 from fhvlab.local import database, dbseed, processes, record
 
@@ -50,11 +51,11 @@ class ServerSpec:
     @property
     def client_host(self) -> str:
         """Host a client on this machine uses (0.0.0.0 and :: are not addresses to call)."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return knobs.client_host(self.host)
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.client_host}:{self.port}/api"
+        return knobs.lab_api_url(self.host, self.port)
 
     def serves(self, api_url: str) -> bool:
         """Whether `api_url` is this server's API (localhost and 127.0.0.1 alike)."""

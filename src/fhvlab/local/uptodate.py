@@ -65,7 +65,7 @@ def check_server(env: Mapping[str, str], home: Path, entry: Mapping[str, Any]) -
         return Verdict(False, "started before this record, or on another database")
     if not api.healthy():
         return Verdict(False, "not healthy")
-    shown = database.recorded(home)
+    shown = database.started_on(home)
     return Verdict(
         True,
         f"already running (pid {pid}); API {url}; log {home / 'server.log'}\n"

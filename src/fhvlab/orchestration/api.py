@@ -1,11 +1,11 @@
 """The lab's one way to talk to the Prefect API: Prefect's own client.
 
 Every read and write of the lab's Prefect objects (runs, deployments, events, limits,
-variables, automations) goes through `client()`, Prefect's synchronous client of the API
-in PREFECT_API_URL, or through Prefect's functions built on it (`wait_for_flow_run`,
-`Variable`, blocks). Plain HTTP has one helper, `fhvlab.local.record.Api` (urllib), used
-only by the checks that decide, without importing Prefect, whether a command has anything
-to do: the health check, a worker's heartbeat, `python -m fhvlab deployed`, the record.
+automations) goes through `client()`, Prefect's synchronous client of the API in
+PREFECT_API_URL, or through Prefect's functions built on it (`wait_for_flow_run`, blocks).
+Plain HTTP has one helper, `fhvlab.local.record.Api` (urllib), used only by the checks that
+decide, without importing Prefect, whether a command has anything to do: the health check,
+a worker's heartbeat, `python -m fhvlab deployed`, the set-up record.
 
 Import only after the environment is set (Prefect reads its settings at import).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -30,7 +30,6 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.filters import (
     EventFilter,
-    EventIDFilter,
     EventNameFilter,
     EventOccurredFilter,
     EventOrder,
@@ -98,21 +97,15 @@ def final_run(run_id: UUID, timeout: float) -> FlowRun | None:
 
 
 def read_events(
-    since: datetime,
-    prefix: str,
-    ids: Iterable[str] = (),
-    limit: int = PAGE,
-    related_id: str | None = None,
+    since: datetime, prefix: str, limit: int = PAGE, related_id: str | None = None
 ) -> list[dict[str, Any]]:
-    """Events since `since` whose name starts with `prefix` (and with these ids, or related
-    to `related_id`), newest first, as JSON dicts; at most one page (50)."""
+    """Events since `since` whose name starts with `prefix` (and related to `related_id`),
+    newest first, as JSON dicts; at most one page (50)."""
     event_filter = EventFilter(
         occurred=EventOccurredFilter(since=since),
         event=EventNameFilter(prefix=[prefix]),
         order=EventOrder.DESC,
     )
-    if wanted := [UUID(i) for i in ids]:
-        event_filter.id = EventIDFilter(id=wanted)
     if related_id:
         event_filter.related = EventRelatedFilter(id=[related_id])
     with client() as http:

@@ -1,17 +1,16 @@
-"""Backfills: which dates a range covers, which of them to run, and the range's summary.
+"""Backfills: which dates a range covers, and the range's summary.
 
-Plain functions (no server calls): `fhvlab.orchestration.backfill_runs` reads the runs
-from Prefect and `flows/backfill.py` runs the dates; both hand their data to the functions here.
+Plain functions (no server calls). Which dates to run is the one question of
+`fhvlab.orchestration.trained`; `fhvlab.orchestration.backfill_runs` submits the parent run and
+`flows/backfill.py` runs the dates; both hand their data to the functions here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,12 @@ from typing import Any
 from fhvlab.data.months import months_for, parse_date
 from fhvlab.errors import BadInput
 from fhvlab.files import atomic_path
+from fhvlab.orchestration import trained
 
 MAX_DATES = 120
 TAG = "backfill"
-TRAIN_FLOW = "fhv-duration-training"
 PARENT_FLOW = "fhv-backfill"
 PARENT_DEPLOYMENT = "fhv-backfill"
-LIMIT_NAME = "fhv-backfill"  # the global concurrency limit of earlier versions (deleted)
-# A date is run again when its latest run ended in one of these; left alone otherwise.
-RERUN_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
-FINAL_STATES = frozenset({"COMPLETED"}) | RERUN_STATES
 CSV_COLUMNS = (
     "date",
     "state",
@@ -40,64 +35,6 @@ CSV_COLUMNS = (
     "flow_run",
     "message",
 )
-
-
-@dataclass(frozen=True)
-class DateRun:
-    """One per-date flow run as the API shows it (state type upper-case, e.g. COMPLETED)."""
-
-    run_date: date
-    state: str
-    created: datetime
-    id: str = ""
-    start: datetime | None = None
-    end: datetime | None = None
-    seconds: float | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A backfill parent run not final yet: the dates it will still run."""
-
-    dates: frozenset[date]
-    created: datetime
-    id: str = ""
-
-
-@dataclass
-class Decision:
-    """What a backfill call does with each date of its range."""
-
-    create: list[date] = field(default_factory=list)  # no run yet
-    rerun: list[date] = field(default_factory=list)  # latest run FAILED/CRASHED/CANCELLED
-    existing: dict[str, list[date]] = field(default_factory=dict)  # state -> dates left alone
-
-    @property
-    def to_run(self) -> list[date]:
-        """Dates the call starts, in order."""
-        return sorted(self.create + self.rerun)
-
-    @property
-    def existing_count(self) -> int:
-        """How many dates already had a run that is left alone."""
-        return sum(len(v) for v in self.existing.values())
-
-
-def run_name(run_date: date) -> str:
-    """The flow-run name of a date's backfill run: backfill-YYYY-MM-DD."""
-    return f"backfill-{run_date.isoformat()}"
-
-
-def date_of_run_name(name: str) -> date | None:
-    """The date in a name written by `run_name`, else None."""
-    prefix = "backfill-"
-    if not name.startswith(prefix):
-        return None
-    try:
-        return date.fromisoformat(name[len(prefix) :])
-    except ValueError:
-        return None
 
 
 def parse_range(start: str, end: str) -> tuple[date, date]:
@@ -176,73 +113,6 @@ def plan_dates(
     return dates
 
 
-def latest_by_date(runs: Iterable[DateRun]) -> dict[date, DateRun]:
-    """The most recently created run of each date."""
-    latest: dict[date, DateRun] = {}
-    for run in runs:
-        seen = latest.get(run.run_date)
-        if seen is None or run.created > seen.created:
-            latest[run.run_date] = run
-    return latest
-
-
-def decide(dates: Sequence[date], runs: Iterable[DateRun], claims: Iterable[Claim]) -> Decision:
-    """Split `dates` into to create, to run again, and left alone (by the latest state).
-
-    A date claimed by a parent run that is not final, and claimed after the date's latest
-    run was created, counts as PENDING: that parent will run it.
-    """
-    latest = latest_by_date(runs)
-    claim_times: dict[date, datetime] = {}
-    for claim in claims:
-        for d in claim.dates:
-            claim_times[d] = max(claim.created, claim_times.get(d, claim.created))
-    decision = Decision()
-    for d in dates:
-        run = latest.get(d)
-        claimed = claim_times.get(d)
-        if claimed is not None and (run is None or claimed > run.created):
-            decision.existing.setdefault("PENDING", []).append(d)
-        elif run is None:
-            decision.create.append(d)
-        elif run.state in RERUN_STATES:
-            decision.rerun.append(d)
-        else:
-            decision.existing.setdefault(run.state, []).append(d)
-    return decision
-
-
-def still_to_run(
-    days: Sequence[date], runs: Iterable[DateRun]
-) -> tuple[list[date], dict[date, str]]:
-    """Of `days`, those whose latest run is missing or FAILED/CRASHED/CANCELLED; and the
-    others with their latest run's state (COMPLETED, or active: running in another run)."""
-    latest = latest_by_date(runs)
-    skipped = {
-        d: latest[d].state for d in days if d in latest and latest[d].state not in RERUN_STATES
-    }
-    return [d for d in days if d not in skipped], skipped
-
-
-def idempotency_key(dates: Sequence[date], runs: Iterable[DateRun]) -> str:
-    """Key of a parent run: the same dates replacing the same runs give the same key.
-
-    Two `make backfill` calls racing over the same state thus create one parent run.
-    """
-    latest = latest_by_date(runs)
-    text = ";".join(f"{d}:{latest[d].id if d in latest else '-'}" for d in sorted(dates))
-    return "fhvlab-backfill-" + hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def all_final(dates: Sequence[date], runs: Iterable[DateRun], claims: Iterable[Claim]) -> bool:
-    """Whether every date's latest run is final and no parent still has dates to run."""
-    latest = latest_by_date(runs)
-    decision = decide(dates, latest.values(), claims)
-    if decision.create or "PENDING" in decision.existing:
-        return False
-    return all(latest[d].state in FINAL_STATES for d in dates)
-
-
 def not_completed(days: Sequence[str], outcomes: Sequence[Any]) -> list[str]:
     """'DATE STATE' of each date whose outcome is not COMPLETED (an exception: NOT RUN)."""
     found = []
@@ -267,13 +137,14 @@ def max_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> int:
 
 def summary_rows(
     dates: Sequence[date],
-    latest: Mapping[date, DateRun],
+    runs: trained.Answer,
     metrics: Mapping[date, Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
-    """One row per date: state, months, RMSEs (of a COMPLETED run), seconds, run, message."""
+    """One row per date (its COMPLETED run, else the one in flight, else the latest, from
+    any origin): state, months, RMSEs (of a COMPLETED run), seconds, run, message."""
     rows = []
     for d in dates:
-        run = latest.get(d)
+        run = runs.shown(d)
         train_month, val_month = months_for(d)
         state = run.state if run else "NOT RUN"
         found = metrics.get(d, {}) if state == "COMPLETED" else {}
@@ -324,17 +195,6 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         for row in rows:
             writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
     return path
-
-
-def warm_up_chart() -> None:
-    """Import matplotlib (Agg) and load its font list, as write_chart will need them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import font_manager
-    from matplotlib.figure import Figure  # noqa: F401
-
-    font_manager.findfont("DejaVu Sans")
 
 
 def write_chart(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path:

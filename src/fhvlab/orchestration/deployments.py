@@ -201,13 +201,15 @@ def deploy_entry(api: record.Api, deployments: list[Mapping[str, Any]]) -> dict[
     }
 
 
-def run_now(name: str, parameters: Mapping[str, Any]) -> Any:
-    """A flow run of deployment FLOW/NAME now (`prefect deployment run`); returned at once."""
+def run_now(name: str, parameters: Mapping[str, Any], **options: Any) -> Any:
+    """A flow run of deployment FLOW/NAME now (`prefect deployment run`); returned at once.
+
+    `options` go to Prefect's `run_deployment` (e.g. `flow_run_name`, `tags`)."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     try:
-        return run_deployment(name, parameters=dict(parameters), timeout=0)
+        return run_deployment(name, parameters=dict(parameters), timeout=0, **options)
     except ObjectNotFound:
         raise LabError(f"no deployment {name}: run `make deploy` first") from None
 

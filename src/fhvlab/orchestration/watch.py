@@ -2,18 +2,19 @@
 
 The watch flow (flows/watch.py) wires these: which months to ask about, one HTTP question
 per month (HEAD, or a ranged GET where HEAD is refused), whether an answer is a real month
-(not an HTML page, not a body far smaller than a real month), and the bookkeeping of the
-months already announced (a JSON value kept in a Prefect Variable by the flow).
+(not an HTML page, not a body far smaller than a real month), and what the event of a
+published month says (its id is derived from the month: Prefect's server stores an id once).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import requests
 
@@ -25,8 +26,6 @@ from fhvlab.errors import BadInput, LabError
 EVENT = "fhv.month.published"
 CHECKED_EVENT = "fhv.watch.checked"  # one per watch run: what it asked and why it stopped
 RESOURCE_PREFIX = "fhv.month."
-VARIABLE = "fhv_watch_announced"  # Prefect Variable: {"months": {"YYYY-MM": {...}}}
-LIMIT = "fhv-watch"  # Prefect global concurrency limit (1) around the announce step
 DEFAULT_AHEAD = 3
 # A real FHV month is megabytes (2021: 20-30 MB). "Far below" = under MIN_FRACTION of the
 # smallest month already in DATA_DIR, and never under MIN_BYTES (an error page's size).
@@ -194,39 +193,10 @@ def probe_month(
         )
 
 
-# ---- bookkeeping of announced months (the value of the Prefect Variable) -----------------
-
-
-def announced_months(record: Mapping[str, Any] | None) -> list[Month]:
-    """The months a stored record says were announced (ignores malformed entries)."""
-    months = (record or {}).get("months") or {}
-    found = []
-    for key in months if isinstance(months, Mapping) else []:
-        try:
-            found.append(parse_month(str(key)))
-        except LabError:
-            continue
-    return sorted(found)
-
-
-def with_announced(
-    record: Mapping[str, Any] | None,
-    probe: Probe,
-    event_id: str,
-    announced_at: str,
-    trained: bool = False,
-) -> dict[str, Any]:
-    """A new record: `record` plus one announced month (never edits `record`)."""
-    months = dict((record or {}).get("months") or {})
-    months[str(probe.month)] = {
-        "training_date": training_date(probe.month).isoformat(),
-        "trained": trained,
-        "size": probe.size,
-        "last_modified": probe.last_modified,
-        "event_id": event_id,
-        "announced_at": announced_at,
-    }
-    return {"months": dict(sorted(months.items()))}
+def event_id(month: Month) -> UUID:
+    """The id of month M's announcement, the same for every watch run: the server stores
+    it once, and its triggers act on it once, however many runs announce M."""
+    return uuid5(NAMESPACE_URL, f"fhvlab:{EVENT}/{month}")
 
 
 def event_payload(probe: Probe, already_trained: bool) -> dict[str, Any]:
@@ -247,7 +217,7 @@ def event_resource(probe: Probe, already_trained: bool) -> dict[str, str]:
         "prefect.resource.id": f"{RESOURCE_PREFIX}{probe.month}",
         "prefect.resource.name": f"FHV month {probe.month}",
         "fhv.training-date": training_date(probe.month).isoformat(),
-        # The deployment trigger matches "false" only: a date trained already is not re-run.
+        # The trigger matches "false" only: a date trained, or in flight, gets no second run.
         "fhv.trained": "true" if already_trained else "false",
     }
 
@@ -260,14 +230,6 @@ def month_of_resource(resource_id: str) -> Month | None:
         return parse_month(resource_id.removeprefix(RESOURCE_PREFIX))
     except LabError:
         return None
-
-
-def probe_dict(probe: Probe) -> dict[str, Any]:
-    """A probe as JSON-friendly data (bytes as hex)."""
-    data = asdict(probe)
-    data["month"] = str(probe.month)
-    data["first_bytes"] = probe.first_bytes.hex()
-    return data
 
 
 @dataclass(frozen=True)
@@ -294,14 +256,6 @@ def find_published(
             return Findings(published, probe, verdict)
         published.append(probe)
     return Findings(published)
-
-
-def with_event_months(record: Mapping[str, Any] | None, months: Iterable[str]) -> dict[str, Any]:
-    """`record` plus months known only from their events (a run that died after emitting)."""
-    merged = dict((record or {}).get("months") or {})
-    for month in months:
-        merged.setdefault(month, {"recorded_from": "event"})
-    return {"months": dict(sorted(merged.items()))}
 
 
 def summary_markdown(months: list[str], found: Findings) -> str:
@@ -340,21 +294,3 @@ def checked_line(payload: Mapping[str, Any]) -> str:
         return f"asked {', '.join(payload.get('asked') or [])}: all published"
     what = "not published yet" if payload.get("stop") == "not-published" else "not announced"
     return f"{payload['stopped_at']}: {what} ({payload.get('reason')}) {payload.get('url')}"
-
-
-def unanswered(
-    record: Mapping[str, Any], dates_with_runs: Iterable[str], now: datetime, grace: float = 300
-) -> list[Month]:
-    """Announced months (more than `grace` seconds ago, needing training) whose training date
-    has no run at all: the trigger was off or missing when their event came."""
-    have = set(dates_with_runs)
-    found = []
-    for month in announced_months(record):
-        entry = record["months"][str(month)]
-        when = entry.get("announced_at") if isinstance(entry, Mapping) else None
-        if not when or entry.get("trained"):
-            continue
-        old_enough = (now - datetime.fromisoformat(when)).total_seconds() > grace
-        if old_enough and training_date(month).isoformat() not in have:
-            found.append(month)
-    return found
