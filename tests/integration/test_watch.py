@@ -60,6 +60,12 @@ def _events(env, name: str = "fhv.month.published") -> list[dict]:
     return [e for e in found if not e["payload"].get("by_hand")]
 
 
+def _events_if(env, count: int) -> list[dict]:
+    """The announcements (as `_events`) once at least `count` are stored, else []."""
+    found = _events(env)
+    return found if len(found) >= count else []
+
+
 def _post_announcement(env, month: str, day: str, trained: bool, event_id: str = "") -> None:
     """A hand-made fhv.month.published for `month` (training date `day`), with a new id."""
     event = {
@@ -226,7 +232,8 @@ def test_watch_announces_each_month_once_and_the_trigger_trains(
         finally:
             stop_group(once)
         assert all(_run(env, r["id"])["state_type"] == "COMPLETED" for r in pair)
-        events = _events(env)
+        # The server stores events a moment after the runs that emitted them end: wait for it.
+        events = wait_for(lambda: _events_if(env, 2), 60, "2021-09's announcement to be stored")
         assert [e["payload"]["month"] for e in events] == ["2021-08", "2021-09"]  # one id
         assert events[1]["resource"]["fhv.trained"] == "true"  # 2021-10-15 is in flight
         [mine] = _training_runs(env, "2021-10-15")  # no second run
