@@ -288,7 +288,7 @@ backfill: $(STAMP) ## train every CRON date in [FROM, TO] not trained yet (RERUN
 	@if ! $(VPY) -m fhvlab deployed --name fhv-backfill/fhv-backfill --limit 1; then \
 	  $(VPY) -m fhvlab backfill --check $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" && \
 	  $(MAKE) --no-print-directory -f $(ROOT)/Makefile deploy; fi
-	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" --pool "$(WORK_POOL)" \
+	@$(VPY) -m fhvlab backfill $(BACKFILL_RANGE) --concurrency "$(CONCURRENCY)" --rerun "$(RERUN)" \
 	  $(if $(filter 1 yes true,$(WATCH)),--watch --watch-timeout "$(WATCH_TIMEOUT)",)
 
 .PHONY: report

@@ -20,15 +20,22 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fhvlab import settings
-from fhvlab.orchestration import api, backfill_runs
+from fhvlab.orchestration import api, backfill_runs, trained
 from fhvlab.orchestration import backfill as bf
 from train import train  # flows/train.py: Prefect puts this file's folder on sys.path
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def dates_to_run(dates: list[str], rerun: str) -> list[str]:
-    """The one question: the dates not in flight, and (rerun 'failed') not trained."""
-    todo, found = backfill_runs.dates_to_run(dates, rerun)
+    """The one question: the dates not in flight, and (rerun 'failed') not trained.
+
+    Asked when the run starts: one enqueued behind another skips what that one trained,
+    and dates trained meanwhile by any other path.
+    """
+    wanted = [date.fromisoformat(d) for d in dates]
+    with api.client() as http:
+        found = trained.answer(trained.ask(http, wanted))
+    todo = [d.isoformat() for d in found.to_run(wanted, rerun)]
     for day in sorted(set(dates) - set(todo)):
         run = found.shown(date.fromisoformat(day))
         get_run_logger().info("%s: skipped, run %r is %s", day, run.name, run.state)

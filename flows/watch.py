@@ -22,14 +22,16 @@ from prefect.events import emit_event
 from fhvlab import settings
 from fhvlab.data.months import parse_month
 from fhvlab.errors import LabError
+from fhvlab.orchestration import api, trained
 from fhvlab.orchestration import watch as w
-from fhvlab.orchestration import watch_runs
 
 
 @task(cache_policy=NO_CACHE)
 def read_known(data_dir: str) -> dict[str, Any]:
     """Months in DATA_DIR (with sizes) and months already announced (the server's events)."""
-    announced = watch_runs.announced_by_events()
+    events = api.read_events(w.EVENT)  # the server keeps them ~7 days
+    months = {w.month_of_resource(e["resource"]["prefect.resource.id"]) for e in events}
+    announced = sorted(str(m) for m in months if m is not None)
     local = {str(m): size for m, size in w.local_months(Path(data_dir)).items()}
     get_run_logger().info(
         "known: %s in %s; announced before: %s",
@@ -66,7 +68,9 @@ def announce(probe: w.Probe) -> None:
     """Emit fhv.month.published for the month, with its id; marked trained when its training
     date has a COMPLETED run or one in flight (the trigger then starts nothing)."""
     day = w.training_date(probe.month)
-    run = watch_runs.busy(day)
+    with api.client() as http:  # the one question, for one date
+        found = trained.answer(trained.ask(http, [day]))
+    run = found.completed.get(day) or found.in_flight.get(day)
     event = emit_event(
         event=w.EVENT,
         resource=w.event_resource(probe, run is not None),

@@ -10,8 +10,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,16 @@ def task_states(api: str, flow_run_id: str, count: int) -> dict[str, list[str]]:
     for run in sorted(runs, key=lambda r: r["name"]):
         states.setdefault(run["name"].rsplit("-", 1)[0], []).append(run["state"]["name"])
     return states
+
+
+def max_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> int:
+    """The largest number of [start, end) intervals that hold at one instant (the runs of a
+    backfill running at once)."""
+    events = []
+    for start, end in intervals:
+        events += [(start, 1), (end, -1)]
+    current = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # ends before starts
+        current += step
+        peak = max(peak, current)
+    return peak

@@ -22,8 +22,7 @@ from fhvlab.data.months import parse_month
 from fhvlab.data.synthetic import write_synthetic_month
 from fhvlab.model import duration as model
 from fhvlab.model import training
-from fhvlab.orchestration.backfill import max_overlap
-from tests.conftest import ROOT, clean_env, make_ok, run_make, stop_group
+from tests.conftest import ROOT, clean_env, make_ok, max_overlap, run_make, stop_group
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ import pytest
 from fhvlab.errors import BadInput
 from fhvlab.orchestration import backfill as bf
 from fhvlab.orchestration import trained
+from tests.conftest import max_overlap
 
 CRON = "0 9 15 * *"
 T0 = datetime(2026, 1, 1, 12, 0)
@@ -68,9 +69,9 @@ def test_max_overlap_counts_intervals_open_at_one_instant():
     def iv(a: int, b: int) -> tuple[datetime, datetime]:
         return T0 + timedelta(seconds=a), T0 + timedelta(seconds=b)
 
-    assert bf.max_overlap([]) == 0
-    assert bf.max_overlap([iv(0, 10), iv(5, 15), iv(10, 20)]) == 2  # touching ends: no overlap
-    assert bf.max_overlap([iv(0, 10), iv(1, 9), iv(2, 8)]) == 3
+    assert max_overlap([]) == 0
+    assert max_overlap([iv(0, 10), iv(5, 15), iv(10, 20)]) == 2  # touching ends: no overlap
+    assert max_overlap([iv(0, 10), iv(1, 9), iv(2, 8)]) == 3
 
 
 def test_summary_rows_csv_and_chart(tmp_path):

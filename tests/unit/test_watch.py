@@ -169,7 +169,6 @@ def test_checked_line_says_where_the_watch_stopped():
 def test_make_events_pairs_each_announcement_with_the_first_run_after_it():
     from datetime import UTC, datetime
 
-    from fhvlab.cli import events as watch_cli
     from fhvlab.orchestration import trained
 
     def run(name: str, day: str, created: str):
@@ -182,5 +181,5 @@ def test_make_events_pairs_each_announcement_with_the_first_run_after_it():
         run("other", "2021-10-15", "2021-09-21T10:00:01"),
     ]
     event = {"occurred": "2021-09-21T10:00:00Z"}
-    assert watch_cli._first_after(runs, "2021-09-15", event).name == "late"
-    assert watch_cli._first_after(runs, "2022-01-15", event) is None
+    assert trained.first_after(runs, "2021-09-15", event).name == "late"
+    assert trained.first_after(runs, "2022-01-15", event) is None

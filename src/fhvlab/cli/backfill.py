@@ -12,13 +12,14 @@ from fhvlab.errors import LabError
 from fhvlab.local import server
 
 
-def _backfill_dates(args: argparse.Namespace) -> list:
-    """The range's dates, or BadInput for a range that must be refused (nothing created)."""
+def _backfill_plan(args: argparse.Namespace) -> tuple[list, int, str]:
+    """The range's dates, CONCURRENCY and RERUN, or BadInput for what must be refused
+    (nothing created)."""
     from fhvlab.orchestration import backfill, trained
 
-    backfill.parse_concurrency(args.concurrency)
-    trained.parse_rerun(args.rerun)
-    return backfill.plan_dates(args.start, args.end, args.cron, args.timezone)
+    concurrency = backfill.parse_concurrency(args.concurrency)
+    rerun = trained.parse_rerun(args.rerun)
+    return backfill.plan_dates(args.start, args.end, args.cron, args.timezone), concurrency, rerun
 
 
 def summary_counts(done: Any, rerun: str) -> str:
@@ -42,15 +43,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="fhvlab-check-") as scratch:
             os.environ["PREFECT_HOME"] = scratch
-            _backfill_dates(args)
+            _backfill_plan(args)
         return 0
-    dates = _backfill_dates(args)
+    dates, concurrency, rerun = _backfill_plan(args)
     server.require_api(common.api_url(args))
-    from fhvlab.orchestration import api, backfill_runs, trained
+    from fhvlab.orchestration import api, backfill_runs
 
     first, last = bf.parse_range(args.start, args.end)
-    concurrency = bf.parse_concurrency(args.concurrency)
-    rerun = trained.parse_rerun(args.rerun)
     with api.client() as http:
         done = backfill_runs.submit(http, dates, first, last, concurrency, rerun)
         print(
@@ -66,9 +65,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             if done.to_run:
                 print("backfill: a worker runs it (make worker); WATCH=1 waits for the results")
             return 0
-        if api.workers_online(http, args.pool) == 0:
+        if api.workers_online(http, pool := settings.current().work_pool) == 0:
             print(
-                f"backfill: no worker is polling pool {args.pool!r}: start one in another "
+                f"backfill: no worker is polling pool {pool!r}: start one in another "
                 "terminal with `make worker`; waiting",
                 flush=True,
             )
@@ -77,20 +76,18 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             f"(at most WATCH_TIMEOUT={args.watch_timeout:.0f} s)",
             flush=True,
         )
-        outcome = backfill_runs.await_range(
+        finished, rows, csv_path, png_path = backfill_runs.await_range(
             http, done, first, last, settings.artifacts_dir(), args.watch_timeout
         )
-    for row in outcome.rows:
+    for row in rows:
         print(f"backfill: {bf.format_row(row)}")
-    print(f"backfill: summary {outcome.csv_path} and {outcome.png_path}")
-    if not outcome.finished:
+    print(f"backfill: summary {csv_path} and {png_path}")
+    if not finished:
         raise LabError(
             f"backfill: not every date was final after WATCH_TIMEOUT={args.watch_timeout:.0f} s"
         )
-    if bad := outcome.not_completed():
-        raise LabError(
-            f"{len(bad)} of {len(outcome.rows)} dates did not complete: {', '.join(bad)}"
-        )
+    if bad := [r["date"] for r in rows if r["state"] != "COMPLETED"]:
+        raise LabError(f"{len(bad)} of {len(rows)} dates did not complete: {', '.join(bad)}")
     return 0
 
 
@@ -128,7 +125,6 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     _add_range_args(fill, knobs)
     fill.add_argument("--concurrency", default=knobs.concurrency, help="dates running at once")
     fill.add_argument("--rerun", default=knobs.rerun, help="failed (default) or all")
-    fill.add_argument("--pool", default=knobs.work_pool)
     fill.add_argument("--watch", action="store_true", help="wait until every date is final")
     fill.add_argument("--watch-timeout", type=float, default=knobs.watch_timeout, help="seconds")
     fill.add_argument("--check", action="store_true", help="only validate the range")

@@ -30,8 +30,8 @@ def api_url(args: argparse.Namespace) -> str:
 
 
 def ui_base(args: argparse.Namespace) -> str:
-    """The UI's address: the API URL without its /api."""
-    return api_url(args).removesuffix("/api")
+    """The UI's address: UI_API_URL (else the API URL) without its /api."""
+    return (settings.current().ui_api_url.strip() or api_url(args)).removesuffix("/api")
 
 
 def add_server_args(parser: argparse.ArgumentParser, knobs: settings.Settings) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import date, datetime
+from datetime import date
 from typing import Any
+from uuid import UUID
 
 from fhvlab import settings
 from fhvlab.cli import common
@@ -20,21 +21,11 @@ from fhvlab.errors import LabError
 from fhvlab.local import server
 
 
-def _when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _ui(api_url: str) -> str:
-    return settings.current().ui_api_url.strip().removesuffix("/api") or api_url.removesuffix(
-        "/api"
-    )
-
-
 def _published_by(run_id: Any, name: str = "fhv.month.published") -> list[dict[str, Any]]:
     """The events named `name` a flow run emitted, oldest first."""
-    from fhvlab.orchestration import watch_runs
+    from fhvlab.orchestration import api
 
-    mine = watch_runs.read_events(prefix=name, related_id=f"prefect.flow-run.{run_id}")
+    mine = api.read_events(name, related_id=f"prefect.flow-run.{run_id}")
     return sorted(mine, key=lambda e: e["occurred"])
 
 
@@ -48,7 +39,7 @@ def _line(event: dict[str, Any]) -> str:
     )
 
 
-def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
+def cmd_watch(args: argparse.Namespace) -> int:
     """A run of fhv-watch now; with --watch, its outcome and the training runs it caused."""
     from fhvlab.orchestration import watch as w
 
@@ -57,14 +48,16 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
         parse_month(args.watch_from)
     if args.check:
         return 0
-    server.require_api(api_url)
-    from fhvlab.orchestration import api, deployments, watch_runs
+    server.require_api(common.api_url(args))
+    from fhvlab.orchestration import api, deployments
 
     parameters: dict[str, Any] = {"ahead": ahead, "watch_from": args.watch_from or None}
-    name = f"{watch_runs.WATCH_FLOW}/{watch_runs.WATCH_DEPLOYMENT}"
-    run = deployments.run_now(name, parameters)
-    ui = _ui(api_url)
-    print(f"watch: flow run {run.name!r} of {name}; UI {ui}/runs/flow-run/{run.id}", flush=True)
+    run = deployments.run_now(w.DEPLOYMENT, parameters)
+    ui = common.ui_base(args)
+    print(
+        f"watch: flow run {run.name!r} of {w.DEPLOYMENT}; UI {ui}/runs/flow-run/{run.id}",
+        flush=True,
+    )
     if not args.watch:
         print("watch: a worker runs it (make worker, make up); WATCH=1 waits for what it announces")
         return 0
@@ -96,31 +89,54 @@ def cmd_watch(args: argparse.Namespace, api_url: str) -> int:
     return 0
 
 
-def _follow_training(events: list[dict[str, Any]], timeout: float, ui: str) -> None:
-    """Print the training run each announcement started, and its outcome."""
-    from fhvlab.orchestration import watch_runs
+CREATED_WITHIN = 60.0  # seconds an announced month's training run may take to appear
 
+
+def _follow_training(events: list[dict[str, Any]], timeout: float, ui: str) -> None:
+    """Print the training run each announcement not marked trained started, in date order,
+    and its outcome (or "not final yet" after `timeout` seconds). No run within
+    CREATED_WITHIN seconds of its event: a WatchError."""
+    from fhvlab.orchestration import api, trained
+    from fhvlab.orchestration import watch as w
+
+    wanted = {
+        e["payload"]["training_date"]: e
+        for e in events
+        if e["resource"].get("fhv.trained") != "true"
+    }
+    deadline = time.monotonic() + timeout
+    created_deadline = time.monotonic() + CREATED_WITHIN
     bad = []
-    for day, run, state in watch_runs.follow_training(events, timeout):
-        if state is None:
-            print(f"watch: training run {run.name!r} for {day} created by the automation; waiting")
-            continue
-        print(
-            f"watch: training run {run.name!r} for {day}: {state}; UI {ui}/runs/flow-run/{run.id}"
-        )
+    for day, event in sorted(wanted.items()):
+        while True:  # the one question for the date: its run created after the event
+            with api.client() as http:
+                runs = trained.ask(http, [date.fromisoformat(day)])
+            if run := trained.first_after(runs, day, event):
+                break
+            if time.monotonic() > created_deadline:
+                raise w.WatchError(
+                    f"no training run for {day} within {CREATED_WITHIN:.0f} s of its event: "
+                    "is the trigger there? (make deploy; UI: Automations)"
+                )
+            time.sleep(1.0)
+        print(f"watch: training run {run.name!r} for {day} created by the automation; waiting")
+        done = api.final_run(UUID(run.id), max(1.0, deadline - time.monotonic()))
+        state = done.state_type.value if done is not None else "not final yet"
+        name = done.name if done is not None else run.name  # named train-DATE once started
+        print(f"watch: training run {name!r} for {day}: {state}; UI {ui}/runs/flow-run/{run.id}")
         if state != "COMPLETED":
             bad.append(day)
     if bad:
         raise LabError(f"training for {', '.join(bad)} did not complete")
 
 
-def cmd_events(args: argparse.Namespace, api_url: str) -> int:
+def cmd_events(args: argparse.Namespace) -> int:
     """The lab's recent fhv.* events, one line each (newest last), and where to see them."""
-    server.require_api(api_url)
-    from fhvlab.orchestration import api, trained, watch_runs
+    server.require_api(common.api_url(args))
+    from fhvlab.orchestration import api, trained
     from fhvlab.orchestration import watch as w
 
-    events = sorted(watch_runs.read_events(prefix="fhv.", limit=args.limit), key=_occurred)
+    events = sorted(api.read_events("fhv.", args.limit), key=lambda e: e["occurred"])
     days = {(e.get("payload") or {}).get("training_date") for e in events} - {None}
     with api.client() as http:  # the one question: each training date's runs, by name
         runs = trained.ask(http, sorted(date.fromisoformat(d) for d in days))
@@ -134,9 +150,9 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
                 for k in ("size", "last_modified", "training_date")
                 if k in payload
             )
-            if trained := event["resource"].get("fhv.trained"):
-                details += f" trained={trained}"
-            if run := _first_after(runs, payload.get("training_date"), event):
+            if mark := event["resource"].get("fhv.trained"):
+                details += f" trained={mark}"
+            if run := trained.first_after(runs, payload.get("training_date"), event):
                 details += f" -> run {run.name!r} {run.state}"
         print(
             f"events: {event['occurred'][:19]}Z {event['event']} "
@@ -144,20 +160,9 @@ def cmd_events(args: argparse.Namespace, api_url: str) -> int:
         )
     if not events:
         print("events: no fhv.* event yet (make watch announces newly published months)")
-    ui = _ui(api_url)
+    ui = common.ui_base(args)
     print(f"events: UI {ui}/events (event feed), {ui}/automations (the trigger), {ui}/runs")
     return 0
-
-
-def _first_after(runs: list[Any], day: str | None, event: dict[str, Any]) -> Any:
-    """The first run of `day` created at or after the event occurred, or None."""
-    occurred = _when(event["occurred"])
-    mine = [r for r in runs if r.run_date.isoformat() == day and r.created >= occurred]
-    return min(mine, key=lambda r: r.created, default=None)
-
-
-def _occurred(event: dict[str, Any]) -> str:
-    return event["occurred"]
 
 
 def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> None:
@@ -169,9 +174,9 @@ def add_parsers(sub: argparse._SubParsersAction, knobs: settings.Settings) -> No
     watch.add_argument("--watch", action="store_true", help="wait and print what it caused")
     watch.add_argument("--watch-timeout", type=float, default=knobs.watch_timeout, help="seconds")
     watch.add_argument("--check", action="store_true", help="only validate the knobs")
-    watch.set_defaults(func=lambda args: cmd_watch(args, common.api_url(args)))
+    watch.set_defaults(func=cmd_watch)
 
     events = sub.add_parser("events", help="the lab's recent fhv.* events (make events)")
     common.add_api_arg(events)
     events.add_argument("--limit", type=int, default=50)
-    events.set_defaults(func=lambda args: cmd_events(args, common.api_url(args)))
+    events.set_defaults(func=cmd_events)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +39,7 @@ from prefect.exceptions import FlowRunWaitTimeout, ObjectNotFound
 from prefect.flow_runs import wait_for_flow_run
 
 PAGE = 50  # events per read: the API's page size
+EVENT_LOOKBACK = timedelta(days=180)  # the server keeps events 7 days by default
 
 
 def client() -> SyncPrefectClient:
@@ -97,12 +98,12 @@ def final_run(run_id: UUID, timeout: float) -> FlowRun | None:
 
 
 def read_events(
-    since: datetime, prefix: str, limit: int = PAGE, related_id: str | None = None
+    prefix: str, limit: int = PAGE, related_id: str | None = None
 ) -> list[dict[str, Any]]:
-    """Events since `since` whose name starts with `prefix` (and related to `related_id`),
-    newest first, as JSON dicts; at most one page (50)."""
+    """Recent events whose name starts with `prefix` (and related to `related_id`), newest
+    first, as JSON dicts; at most one page (50)."""
     event_filter = EventFilter(
-        occurred=EventOccurredFilter(since=since),
+        occurred=EventOccurredFilter(since=datetime.now(UTC) - EVENT_LOOKBACK),
         event=EventNameFilter(prefix=[prefix]),
         order=EventOrder.DESC,
     )

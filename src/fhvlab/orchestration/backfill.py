@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -121,18 +121,6 @@ def not_completed(days: Sequence[str], outcomes: Sequence[Any]) -> list[str]:
         if state != "COMPLETED":
             found.append(f"{day} {state}")
     return found
-
-
-def max_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> int:
-    """The largest number of [start, end) intervals that hold at one instant."""
-    events = []
-    for start, end in intervals:
-        events += [(start, 1), (end, -1)]
-    current = peak = 0
-    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # ends before starts
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 def summary_rows(

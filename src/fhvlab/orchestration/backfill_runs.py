@@ -17,51 +17,9 @@ from uuid import UUID
 from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import ObjectNotFound
 
-from fhvlab.errors import LabError
-from fhvlab.orchestration import api, trained
+from fhvlab.orchestration import api, deployments, trained
 from fhvlab.orchestration import backfill as bf
-
-
-def dates_to_run(days: Sequence[str], rerun: str) -> tuple[list[str], trained.Answer]:
-    """Of `days` (YYYY-MM-DD), those to train now (`trained.Answer.to_run`), and the answer.
-
-    Asked by a backfill run when it starts: one enqueued behind another skips what that
-    one trained, and dates trained meanwhile by any other path.
-    """
-    wanted = [date.fromisoformat(d) for d in days]
-    with api.client() as http:
-        found = trained.answer(trained.ask(http, wanted))
-    return [d.isoformat() for d in found.to_run(wanted, rerun)], found
-
-
-def create_parent(
-    http: SyncPrefectClient,
-    dates: Sequence[date],
-    first: date,
-    last: date,
-    concurrency: int,
-    rerun: str,
-) -> FlowRun:
-    """One run of the backfill deployment for the range's `dates`; it decides what to run."""
-    name = f"{bf.PARENT_FLOW}/{bf.PARENT_DEPLOYMENT}"
-    try:
-        deployment = http.read_deployment_by_name(name)
-    except ObjectNotFound:
-        raise LabError(f"no deployment {name}: run `make deploy` first") from None
-    return http.create_flow_run_from_deployment(
-        deployment.id,
-        parameters={
-            "dates": [d.isoformat() for d in dates],
-            "range_from": first.isoformat(),
-            "range_to": last.isoformat(),
-            "concurrency": concurrency,
-            "rerun": rerun,
-        },
-        name=f"backfill-{first}_{last}",
-        tags=[bf.TAG],
-    )
 
 
 def read_metrics(folder: Path, dates: Sequence[date]) -> dict[date, dict[str, Any]]:
@@ -129,25 +87,21 @@ def submit(
     concurrency: int,
     rerun: str,
 ) -> Submitted:
-    """Ask which dates need a run; one backfill run for the range if any does."""
+    """Ask which dates need a run; one backfill run for the range if any does (the run
+    asks again when it starts, and decides what to run)."""
     found = trained.answer(trained.ask(http, dates))
     to_run = found.to_run(dates, rerun)
-    parent = create_parent(http, dates, first, last, concurrency, rerun) if to_run else None
+    parameters = {
+        "dates": [d.isoformat() for d in dates],
+        "range_from": first.isoformat(),
+        "range_to": last.isoformat(),
+        "concurrency": concurrency,
+        "rerun": rerun,
+    }
+    name = f"{bf.PARENT_FLOW}/{bf.PARENT_DEPLOYMENT}"
+    options = {"flow_run_name": f"backfill-{first}_{last}", "tags": [bf.TAG]}
+    parent = deployments.run_now(name, parameters, **options) if to_run else None
     return Submitted(list(dates), found, to_run, parent)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A watched range once its runs are final (or the wait timed out)."""
-
-    finished: bool
-    rows: list[dict[str, Any]]
-    csv_path: Path
-    png_path: Path
-
-    def not_completed(self) -> list[str]:
-        """The dates whose run is not COMPLETED."""
-        return [r["date"] for r in self.rows if r["state"] != "COMPLETED"]
 
 
 def await_range(
@@ -157,8 +111,9 @@ def await_range(
     last: date,
     folder: Path,
     timeout: float,
-) -> Outcome:
-    """Wait for the range's runs, then its summary (the parent's own, if it ended normally)."""
+) -> tuple[bool, list[dict[str, Any]], Path, Path]:
+    """Wait for the range's runs (False: the wait timed out), then its summary rows and
+    files (the parent's own, if it ended normally)."""
     finished = api.wait_for_runs(submitted.waiting_for(), timeout)
     parent = submitted.parent
     ended = http.read_flow_run(parent.id) if parent and finished else None
@@ -167,4 +122,4 @@ def await_range(
         rows = report_rows(http, submitted.dates, folder)  # its summary: no second copy
     else:
         rows, csv_path, png_path = build_report(http, submitted.dates, first, last, folder)
-    return Outcome(finished, rows, csv_path, png_path)
+    return finished, rows, csv_path, png_path

@@ -11,7 +11,7 @@ schedule or the trigger, and `make run` all use it. Prefect is imported only by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -20,8 +20,6 @@ TRAIN_FLOW = "fhv-duration-training"
 PREFIX = "train-"
 ORIGINS = ("schedule", "event", "backfill", "manual")
 IN_FLIGHT = frozenset({"SCHEDULED", "PENDING", "RUNNING"})
-# A date is run again when none of its runs COMPLETED and its latest one ended in these.
-RERUN_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
 PAGE = 20  # names per API call (at most 200 runs each)
 
 
@@ -103,6 +101,16 @@ def answer(runs: Iterable[DateRun], exclude: str = "") -> Answer:
         elif run.state in IN_FLIGHT:
             found.in_flight[run.run_date] = run
     return found
+
+
+def first_after(
+    runs: Iterable[DateRun], day: str | None, event: Mapping[str, Any]
+) -> DateRun | None:
+    """The first run of `day` created at or after `event` occurred (the run it started), or
+    None."""
+    occurred = datetime.fromisoformat(event["occurred"].replace("Z", "+00:00"))
+    mine = [r for r in runs if r.run_date.isoformat() == day and r.created >= occurred]
+    return min(mine, key=lambda r: r.created, default=None)
 
 
 def parse_rerun(text: str) -> str:

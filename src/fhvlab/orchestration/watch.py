@@ -26,7 +26,7 @@ from fhvlab.errors import BadInput, LabError
 EVENT = "fhv.month.published"
 CHECKED_EVENT = "fhv.watch.checked"  # one per watch run: what it asked and why it stopped
 RESOURCE_PREFIX = "fhv.month."
-DEFAULT_AHEAD = 3
+DEPLOYMENT = "fhv-watch/fhv-watch"  # flow/deployment, made by `make deploy`
 # A real FHV month is megabytes (2021: 20-30 MB). "Far below" = under MIN_FRACTION of the
 # smallest month already in DATA_DIR, and never under MIN_BYTES (an error page's size).
 MIN_FRACTION = 0.1
