@@ -48,4 +48,4 @@ WEBHOOK_URL   ?=                         # Slack/Discord/any incoming webhook fo
 BIG           ?= 0                       # 1: `make bench` adds two 23 M-row months (~0.9 GB in .bench/, minutes)
 WATCH_CRON    ?= 0 8 * * *               # when the fhv-watch deployment asks DATA_URL for new months (daily 08:00, TIMEZONE)
 WATCH_AHEAD   ?= 3                       # months past the newest known one a watch asks about at most
-WATCH_FROM    ?=                         # YYYY-MM: newest month already out when DATA_DIR has none newer (empty: DATA_DIR's newest)
+WATCH_FROM    ?=                         # YYYY-MM: newest month already out; a watch starts after it or after the newest announced (before any: DATA_DIR's newest)

@@ -112,9 +112,9 @@ def watch(
 ) -> list[str]:
     """Announce each month published after the newest known one; returns those months.
 
-    Looks at most `ahead` months past the newest month in DATA_DIR, announced before, or
-    `watch_from` (YYYY-MM); those default to WATCH_AHEAD and WATCH_FROM, the locations to
-    DATA_URL and DATA_DIR.
+    Looks at most `ahead` months past the newest month announced before (before any, the
+    newest in DATA_DIR) or `watch_from` (YYYY-MM); those default to WATCH_AHEAD and
+    WATCH_FROM, the locations to DATA_URL and DATA_DIR.
     """
     knobs = settings.current()
     ahead = ahead or w.parse_ahead(knobs.watch_ahead)

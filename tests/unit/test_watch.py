@@ -42,6 +42,9 @@ def test_newest_known_takes_the_newest_of_data_dir_announced_and_watch_from():
     assert w.newest_known(local, [AUG], None) == AUG
     assert w.newest_known(local, [], Month(2021, 10)) == Month(2021, 10)
     assert w.newest_known(local, [AUG], Month(2021, 1)) == AUG
+    # Once months were announced, DATA_DIR no longer moves the start (a training run may
+    # have downloaded a month no watch announced yet).
+    assert w.newest_known([*local, Month(2021, 9)], [AUG], None) == AUG
     assert w.newest_known([], [], None) is None
 
 

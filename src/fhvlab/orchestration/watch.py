@@ -92,8 +92,15 @@ def local_months(data_dir: Path) -> dict[Month, int]:
 def newest_known(
     local: Iterable[Month], announced: Iterable[Month], watch_from: Month | None
 ) -> Month | None:
-    """The newest month already known: in DATA_DIR, announced, or WATCH_FROM; None if none."""
-    known = [*local, *announced, *([watch_from] if watch_from else [])]
+    """The newest month already known, or None: the newest announced (the server's events)
+    or WATCH_FROM; before any announcement, the newest in DATA_DIR or WATCH_FROM.
+
+    Once the server holds announcements they are the truth: a month a training run
+    downloaded into DATA_DIR is still announced (marked trained when its date is trained or
+    in flight), so what DATA_DIR holds at that moment changes nothing.
+    """
+    first = [*announced] or [*local]
+    known = [*first, *([watch_from] if watch_from else [])]
     return max(known) if known else None
 
 
