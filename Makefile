@@ -197,7 +197,7 @@ config-reset: $(STAMP) ## unset what `make config` and `make storage` set in the
 	@$(VPY) -m fhvlab config --reset
 
 .PHONY: storage
-storage: $(STAMP) ## result storage block + persistence on (course: prefect storage create); runs server, config first
+storage: $(STAMP) ## result storage (STORAGE_URL: a folder, s3://, gs://, az://), checked, made the server's default, persistence on (course: prefect storage create)
 	@$(VPY) -m fhvlab storage$(FORCE_FLAG)
 
 .PHONY: storage-ls
