@@ -49,9 +49,9 @@ def test_a_sqlite_server_with_a_class_of_workers_is_told_so(prefect_lab):
     doctor = run_make("doctor", env=env, timeout=120).stdout
     online = WORKER_LIMIT + 2
     assert _warnings(doctor) == [
-        f"[!]    workers       {online} workers poll this server and it runs on SQLite: past "
-        f"{WORKER_LIMIT} it starts refusing new runs (HTTP 503, database is locked); for a "
-        "class put it on PostgreSQL: make postgres (docs/cohort.md)"
+        f"[!]    workers       {online} workers poll this server and it runs on SQLite, which "
+        "refuses new runs under many workers (HTTP 503: 14 of 20 with 20 workers); for a class "
+        "put it on PostgreSQL: make postgres (docs/cohort.md)"
     ], doctor
 
     worker = run_make("worker", "ONCE=1", env=env, timeout=120)

